@@ -1,0 +1,29 @@
+# Two commands: `make demo` (train on synthetic SHD-format data) and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/spiketrain: pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=python3)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch pinned first, so nothing later can pull a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/spiketrain
+
+demo: setup
+	$(BIN)/spiketrain train configs/shd_rsnn.yaml
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
+
+clean:
+	rm -rf $(VENV) runs

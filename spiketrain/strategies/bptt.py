@@ -1,0 +1,56 @@
+"""``bptt``: keep everything autograd saves (the reference). Counts saved bytes exactly."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..models.base import state_flatten
+from .base import Strategy
+from .registry import register
+
+
+class SavedBytes:
+    """Context counting distinct storages autograd saves for backward, excluding ``exclude``
+    (parameters, inputs). ``.bytes`` after the forward equals what backward will hold."""
+
+    def __init__(self, exclude=()):
+        self.exclude = {t.untyped_storage().data_ptr() for t in exclude}
+        self.seen: set[int] = set()
+        self.bytes = 0
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+    def _pack(self, t: Tensor):
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr not in self.exclude and ptr not in self.seen and st.nbytes() > 0:
+            self.seen.add(ptr)
+            self.bytes += st.nbytes()
+        return t
+
+    @staticmethod
+    def _unpack(t: Tensor) -> Tensor:
+        return t
+
+    def __enter__(self):
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+@register("bptt")
+class BPTT(Strategy):
+    """Plain backpropagation through time: one autograd graph over all T steps."""
+
+    def run(self, model, inputs: Tensor, state=None):
+        if state is None:
+            state = model.init_state(inputs.shape[1])
+        leaves, _ = state_flatten(state)
+        with SavedBytes(exclude=list(model.parameters()) + [inputs] + leaves) as saved:
+            _, y = model.chunk(state, inputs)
+        self.report.steps = inputs.shape[0]
+        self.report.peak_bytes = {"device": saved.bytes}
+        self.report.recomputed_steps = 0
+        self.report.bytes_moved = 0
+        return y
