@@ -1,0 +1,98 @@
+"""One Ray session for a run: join a cluster (``address`` / ``RAY_ADDRESS``) or start an
+embedded local Ray for the duration of a ``with`` block and shut it down after.
+
+Every error here is one line naming the fix (:class:`RayLaunchError`); the commands turn it
+into exit code 2.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Iterator
+from urllib.parse import urlparse
+
+# ray.train.report is a barrier on every rank; Ray Train polls its workers at this interval.
+# The 2 s default makes every report cost seconds on small runs.
+_FAST_POLL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+
+
+class RayLaunchError(ValueError):
+    """A Ray run cannot start as asked (unreachable address, too many workers, ...)."""
+
+
+def resolve_address(address: str | None) -> str | None:
+    """``address`` or ``$RAY_ADDRESS``; ``None`` means an embedded local Ray."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    return address
+
+
+def _host_port(address: str, default_port: int) -> tuple[str, int] | None:
+    if address in ("auto", "local"):
+        return None
+    url = urlparse(address if "://" in address else f"tcp://{address}")
+    if not url.hostname:
+        raise RayLaunchError(f"bad Ray address {address!r}; use HOST:PORT, ray://HOST:10001 or "
+                             f"http://HOST:8265")
+    return url.hostname, url.port or default_port
+
+
+def check_reachable(address: str, default_port: int = 6379, timeout: float = 3.0) -> None:
+    """Raise :class:`RayLaunchError` unless a TCP connection to ``address`` opens within
+    ``timeout`` seconds (so a wrong address fails fast instead of hanging in ``ray.init``)."""
+    hp = _host_port(address, default_port)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as e:
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise RayLaunchError(f"cannot reach Ray at {address} ({reason}); start a head with "
+                             f"`ray start --head` or leave --address out to run on a local "
+                             f"embedded Ray") from None
+
+
+def check_workers(workers: int, cpus_per_worker: float = 1.0, available: float | None = None) -> None:
+    """Refuse ``workers`` that cannot all be placed (``available`` CPUs; default: this machine)."""
+    if workers < 1:
+        raise RayLaunchError(f"--workers must be >= 1, got {workers}")
+    cpus = available if available is not None else float(os.cpu_count() or 1)
+    need = workers * cpus_per_worker
+    if need > cpus:
+        raise RayLaunchError(f"--workers {workers} needs {need:g} CPUs but only {cpus:g} are "
+                             f"available; use --workers {max(1, int(cpus // cpus_per_worker))} or "
+                             f"join a bigger cluster with --address")
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                fast_reports: bool = True) -> Iterator[dict]:
+    """Connect to Ray for the duration of the block; yields ``ray.cluster_resources()``.
+
+    With no address (and no ``RAY_ADDRESS``) an embedded local Ray is started with
+    ``num_cpus`` (default: all cores) and shut down at the end. An already initialised Ray
+    (e.g. inside a Ray job, or a test's shared session) is reused and left running.
+    """
+    import ray
+
+    if fast_reports:
+        for k, v in _FAST_POLL.items():
+            os.environ.setdefault(k, v)
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    address = resolve_address(address)
+    if address:
+        check_reachable(address, default_port=10001 if address.startswith("ray://") else 6379)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as e:
+            raise RayLaunchError(f"cannot join Ray at {address}: {str(e).splitlines()[0]}; check "
+                                 f"the address and that the cluster runs") from None
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    try:
+        yield ray.cluster_resources()
+    finally:
+        ray.shutdown()

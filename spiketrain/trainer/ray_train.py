@@ -1,0 +1,145 @@
+"""Data-parallel training on Ray Train: one ``TorchTrainer`` worker per process, DDP over gloo
+(CPU) or NCCL (GPU), each worker running the configured memory strategy on its batch shard.
+
+The glue is independent of what is trained. A *job* is built inside each worker by
+``make_job(rank, world_size, device)`` and exposes::
+
+    job.epochs: int
+    job.wrap_model(fn)                 # fn(model) -> DDP(model); the job trains the wrapper
+    job.train_epoch(epoch) -> dict     # metrics of the epoch (already averaged over ranks)
+    job.save_snapshot(dir)             # weights, optimizer, epoch, RNG into dir
+    job.load_snapshot(dir) -> epoch    # restore; returns the next epoch to run
+
+Snapshots travel as Ray Train checkpoints: after every ``report_every`` epochs each rank calls
+``ray.train.report(metrics, checkpoint=...)`` (a barrier, so never per step) with rank 0
+supplying the directory; a restarted worker group (``FailureConfig(max_failures)``) resumes
+from ``ray.train.get_checkpoint()``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .ray_session import RayLaunchError, check_workers, ray_session
+
+
+@dataclass
+class RayRunResult:
+    """What a Ray run returns: rank-0 ``metrics`` of the last report, the last snapshot
+    directory and the run directory."""
+
+    metrics: dict[str, Any]
+    snapshot: str | None = None
+    path: str | None = None
+
+
+def _write_worker_file(worker_dir: str | None, rank: int, **info: Any) -> None:
+    """``worker_dir/rank{r}.json``: pid and progress of each worker (for ``status`` and tests)."""
+    if not worker_dir:
+        return
+    p = Path(worker_dir)
+    p.mkdir(parents=True, exist_ok=True)
+    tmp = p / f".rank{rank}.json.tmp"
+    tmp.write_text(json.dumps({"rank": rank, "pid": os.getpid(), "time": time.time(), **info}))
+    tmp.replace(p / f"rank{rank}.json")
+
+
+def ddp_wrapper(device) -> Callable:
+    """``fn(model) -> DistributedDataParallel(model)`` for the current process group."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    def wrap(model):
+        if device is not None and torch.device(device).type == "cuda":
+            return DDP(model, device_ids=[torch.device(device).index])
+        return DDP(model)
+
+    return wrap
+
+
+def _worker_loop(cfg: dict) -> None:
+    """Body of every Ray Train worker (see the module docstring for the job protocol)."""
+    import ray.train as rt
+    import torch
+    import torch.distributed as dist
+
+    ctx = rt.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.get("threads_per_worker", 1))))
+    from ray.train.torch import get_device
+
+    device = get_device()
+    job = cfg["make_job"](rank, world, device)
+    if world > 1 and dist.is_initialized():
+        job.wrap_model(ddp_wrapper(device))
+    start, resumed_from = 0, None
+    ckpt = rt.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            start = resumed_from = job.load_snapshot(d)
+    _write_worker_file(cfg.get("worker_dir"), rank, epoch=start, resumed_from=resumed_from)
+    every = max(1, int(cfg.get("report_every", 1)))
+    for epoch in range(start, job.epochs):
+        metrics = dict(job.train_epoch(epoch))
+        metrics.update(epoch=epoch + 1, world_size=world,
+                       resumed_from=-1 if resumed_from is None else resumed_from)
+        last = epoch + 1 == job.epochs
+        if (epoch + 1) % every and not last:
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if rank == 0:
+                job.save_snapshot(d)
+                checkpoint = rt.Checkpoint.from_directory(d)
+            rt.report(metrics, checkpoint=checkpoint)
+        _write_worker_file(cfg.get("worker_dir"), rank, epoch=epoch + 1,
+                           resumed_from=resumed_from)
+
+
+def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike = "runs",
+            name: str = "ray_run", use_gpu: bool = False, max_failures: int = 0,
+            report_every: int = 1, address: str | None = None, cpus_per_worker: float = 1.0,
+            keep_snapshots: int = 2) -> RayRunResult:
+    """Train ``make_job`` on ``workers`` Ray Train workers and return the final report.
+
+    Runs inside the current Ray session if one is initialised, otherwise joins ``address``
+    (or ``$RAY_ADDRESS``) or starts an embedded local Ray for the duration of the call.
+    Raises :class:`RayLaunchError` for runs that cannot be placed.
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    run_dir = Path(run_dir).resolve()
+    worker_dir = run_dir / name / "workers"
+    cfg = {"make_job": make_job, "report_every": report_every, "worker_dir": str(worker_dir),
+           "threads_per_worker": max(1, int(cpus_per_worker))}
+    local = not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))
+    if local:
+        check_workers(workers, cpus_per_worker)
+    with ray_session(address) as resources:
+        if not local:
+            check_workers(workers, cpus_per_worker, available=resources.get("CPU", 0.0))
+        if use_gpu and resources.get("GPU", 0) < workers:
+            raise RayLaunchError(f"--workers {workers} with GPUs needs {workers} GPUs, the "
+                                 f"cluster has {resources.get('GPU', 0):g}; use fewer workers "
+                                 f"or set use_gpu false")
+        trainer = TorchTrainer(
+            _worker_loop, train_loop_config=cfg,
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                         resources_per_worker={"CPU": cpus_per_worker}),
+            run_config=RunConfig(
+                name=name, storage_path=str(run_dir),
+                failure_config=FailureConfig(max_failures=max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=keep_snapshots)))
+        result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    snap = result.checkpoint.path if result.checkpoint is not None else None
+    return RayRunResult(metrics=dict(result.metrics or {}), snapshot=snap,
+                        path=str(result.path) if getattr(result, "path", None) else None)

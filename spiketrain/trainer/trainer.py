@@ -1,0 +1,242 @@
+"""``Trainer``: the local training loop (optimizer, clipping, eval, metrics, snapshots, resume).
+
+The loop is built from pieces in :mod:`.loop` (``train_epoch``, ``evaluate``), :mod:`.optim`
+(``build_optimizer``), :mod:`.snapshot` and :mod:`.metrics`, so a distributed worker can run the
+same code on a wrapped model and a sharded loader (``rank``/``world_size``; only rank 0
+writes files) and report through ``callbacks`` at the end of each epoch.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .. import strategies as st_strategies
+from ..hardware import get_backend
+from ..models.base import unwrap
+from .loop import EpochResult, evaluate, train_epoch
+from .metrics import MetricsLog, format_row
+from .optim import build_optimizer
+from .snapshot import load_snapshot, save_snapshot, snapshot_path
+
+EpochCallback = Callable[["Trainer", dict], None]
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed torch, numpy and python ``random``; optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if hasattr(torch.backends, "cudnn"):
+            torch.backends.cudnn.benchmark = False
+
+
+def _is_loader(obj: Any) -> bool:
+    """A loader yields batches; a dataset is indexed (``__getitem__``)."""
+    return hasattr(obj, "__iter__") and not hasattr(obj, "__getitem__")
+
+
+def make_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
+                world_size: int = 1, **options: Any):
+    """A loader from a dataset (``spiketrain.data.SpikeLoader``); a loader is returned as is."""
+    if data is None or _is_loader(data):
+        return data
+    from ..data import SpikeLoader
+    return SpikeLoader(data, batch_size, shuffle=shuffle, seed=seed, rank=rank,
+                       world_size=world_size, **options)
+
+
+def default_out_dir(stem: str = "run") -> Path:
+    """``runs/<stem>-<YYYYmmdd-HHMMSS>``."""
+    return Path("runs") / f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+class Trainer:
+    """Train a RecurrentModel classifier on ``(x [T, B, n_in], labels [B])`` batches.
+
+    Args:
+        model: a RecurrentModel (or a wrapped one, e.g. DDP); loss is the cross-entropy of
+            ``model.logits(outputs)`` (mean over time when the model has no ``logits``).
+            Online strategies (e-prop) use the per-step cross-entropy vs the label at every step.
+        data: ``(train, test)`` datasets (batched with ``SpikeLoader``) or loaders; test may be None.
+        strategy: memory strategy name or instance; ``strategy_options`` go to its constructor.
+        optimizer: ``adam`` / ``adamw`` / ``sgd`` / ``rmsprop`` or an optimizer instance.
+        clip_grad: max gradient norm (None = no clipping).
+        hardware: backend name (``auto``, ``cpu``, ``cuda``, ...).
+        workers, engine: ``workers > 1`` or ``engine != "torch"`` hands ``fit`` to the Ray Train
+            glue (``spiketrain.trainer.ray_train.fit(trainer)``).
+        out_dir: run folder for ``metrics.parquet`` and ``snapshot.pt`` (default runs/run-<time>).
+        snapshot_every: also write a snapshot every N optimizer steps (0 = end of epoch only).
+        resume: a run folder (or snapshot file) to continue from.
+        callbacks: ``fn(trainer, row)`` called at the end of every epoch with its metrics row.
+        rank, world_size: this worker's place in a data-parallel group (rank 0 writes files).
+        loader_options: extra keyword arguments for ``SpikeLoader`` when data are datasets.
+    """
+
+    def __init__(self, model, data, strategy: Any = "bptt", optimizer: Any = "adam", lr: float = 1e-3,
+                 epochs: int = 10, batch_size: int = 32, clip_grad: float | None = None,
+                 weight_decay: float = 0.0, hardware: str = "auto", workers: int = 1,
+                 engine: str = "torch", out_dir: str | os.PathLike | None = None, seed: int = 0,
+                 deterministic: bool = True, progress: bool = True,
+                 strategy_options: dict | None = None, snapshot_every: int = 0,
+                 resume: str | os.PathLike | None = None,
+                 callbacks: Sequence[EpochCallback] = (), rank: int = 0, world_size: int = 1,
+                 verbose: bool = True, loader_options: dict | None = None):
+        if epochs < 0 or batch_size <= 0:
+            raise ValueError(f"epochs must be >= 0 and batch_size > 0 (got {epochs}, {batch_size})")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.model, self.data = model, data
+        self.strategy_name = strategy if isinstance(strategy, str) else getattr(strategy, "name", "?")
+        self.strategy_spec, self.strategy_options = strategy, dict(strategy_options or {})
+        self.optimizer_spec, self.lr, self.weight_decay = optimizer, float(lr), float(weight_decay)
+        self.epochs, self.batch_size, self.clip_grad = int(epochs), int(batch_size), clip_grad
+        self.hardware, self.workers, self.engine = hardware, int(workers), engine
+        self.out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
+        self.seed, self.deterministic, self.progress = int(seed), bool(deterministic), bool(progress)
+        self.snapshot_every, self.resume = int(snapshot_every), resume
+        self.callbacks: list[EpochCallback] = list(callbacks)
+        self.rank, self.world_size, self.verbose = int(rank), int(world_size), bool(verbose)
+        self.loader_options = dict(loader_options or {})
+        self.global_step = 0
+        self.epoch = 0
+        self._ready = False
+
+    # ----------------------------------------------------------------- setup pieces
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes metrics and snapshots and prints."""
+        return self.rank == 0
+
+    def setup(self) -> "Trainer":
+        """Seed, pick the device, build loaders, strategy and optimizer (idempotent)."""
+        if self._ready:
+            return self
+        seed_everything(self.seed, self.deterministic)
+        self.backend = get_backend(self.hardware)
+        self.device = self.backend.device
+        self.model.to(self.device)
+        train, test = self.data if isinstance(self.data, (tuple, list)) else (self.data, None)
+        self.train_loader = make_loader(train, self.batch_size, shuffle=True, seed=self.seed,
+                                        rank=self.rank, world_size=self.world_size,
+                                        **self.loader_options)
+        self.test_loader = make_loader(test, self.batch_size, shuffle=False, seed=self.seed,
+                                       **self.loader_options)
+        self.strategy = st_strategies.get(self.strategy_spec, **self.strategy_options)
+        self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr=self.lr,
+                                         weight_decay=self.weight_decay)
+        self.metrics = MetricsLog(self.out_dir / "metrics.parquet" if self.is_main else None)
+        self._partial: EpochResult | None = None
+        self._skip = 0
+        self._ready = True
+        return self
+
+    def add_callback(self, fn: EpochCallback) -> None:
+        """Call ``fn(trainer, row)`` at the end of every epoch."""
+        self.callbacks.append(fn)
+
+    # ----------------------------------------------------------------- snapshots
+    def _loader_state(self):
+        sd = getattr(self.train_loader, "state_dict", None)
+        return sd() if callable(sd) else None
+
+    def save_snapshot(self, epoch_done: bool = True, partial: EpochResult | None = None) -> Path | None:
+        """Write ``out_dir/snapshot.pt`` atomically (rank 0 only)."""
+        if not self.is_main:
+            return None
+        extra = {"metrics": self.metrics.rows, "partial": partial.state_dict() if partial else None,
+                 "strategy": self.strategy_name}
+        return save_snapshot(self.out_dir, self.model, self.optimizer, epoch=self.epoch,
+                             global_step=self.global_step, epoch_done=epoch_done,
+                             loader_state=self._loader_state(), extra=extra)
+
+    def load_snapshot(self, path: str | os.PathLike) -> dict:
+        """Restore weights, optimizer, RNG, loader, epoch/step and earlier metrics rows."""
+        self.setup()
+        snap = load_snapshot(path, self.model, self.optimizer, map_location=self.device)
+        self.global_step = snap["global_step"]
+        self.epoch = snap["epoch"] + (1 if snap["epoch_done"] else 0)
+        extra = snap.get("extra") or {}
+        self.metrics.rows = [dict(r) for r in extra.get("metrics") or []]
+        loader = snap.get("loader")
+        if loader is not None and hasattr(self.train_loader, "load_state_dict"):
+            self.train_loader.load_state_dict(loader)
+        if not snap["epoch_done"]:
+            self._partial = EpochResult.from_state_dict(extra.get("partial"))
+            # loaders that restore their position mid-epoch say so; others are fast-forwarded
+            if not getattr(self.train_loader, "resumes_mid_epoch", False):
+                self._skip = self._partial.steps
+        return snap
+
+    def _on_step(self, res: EpochResult) -> None:
+        self.global_step += 1
+        if self.snapshot_every and self.global_step % self.snapshot_every == 0:
+            self.save_snapshot(epoch_done=False, partial=res)
+
+    # ----------------------------------------------------------------- loop
+    def train_one_epoch(self) -> dict:
+        """Train and evaluate epoch ``self.epoch``; write metrics and snapshot; run callbacks."""
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(self.epoch)
+        t0 = time.perf_counter()
+        tag = f"epoch {self.epoch + 1}/{self.epochs}"
+        res = train_epoch(self.model, self.train_loader, self.optimizer, self.strategy,
+                          clip_grad=self.clip_grad, device=self.device, result=self._partial,
+                          skip=self._skip, progress=self.progress and self.is_main,
+                          desc=tag, on_step=self._on_step)
+        self._partial, self._skip = None, 0
+        row = {"epoch": self.epoch, "global_step": self.global_step, **res.as_row("train")}
+        if self.test_loader is not None:
+            ev = evaluate(self.model, self.test_loader, device=self.device,
+                          progress=self.progress and self.is_main, desc=f"{tag} test")
+            row.update(test_loss=ev.loss, test_acc=ev.acc)
+        else:
+            row.update(test_loss=float("nan"), test_acc=float("nan"))
+        row.update(epoch_seconds=time.perf_counter() - t0, lr=self.optimizer.param_groups[0]["lr"],
+                   strategy=self.strategy_name)
+        self.metrics.append(row)
+        if self.is_main:
+            self.metrics.write()
+            self.save_snapshot(epoch_done=True)
+            if self.verbose:
+                print(format_row(row, self.epochs), flush=True)
+        for cb in self.callbacks:
+            cb(self, row)
+        return row
+
+    def fit(self) -> dict:
+        """Train for ``epochs`` (continuing a resumed run); returns the last epoch's metrics row."""
+        if self.workers > 1 or self.engine != "torch":
+            return self._delegate()
+        self.setup()
+        if self.resume is not None:
+            self.load_snapshot(self.resume)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        last: dict = dict(self.metrics.rows[-1]) if self.metrics.rows else {}
+        while self.epoch < self.epochs:
+            last = self.train_one_epoch()
+            self.epoch += 1
+        return last
+
+    def _delegate(self) -> dict:
+        try:
+            glue = importlib.import_module("spiketrain.trainer.ray_train")
+        except ImportError as e:
+            raise ValueError(f"workers={self.workers}, engine={self.engine!r} need the Ray Train "
+                             f"integration (spiketrain.trainer.ray_train, pip install -e '.[ray]'); "
+                             f"use workers: 1 and engine: torch to train locally ({e})") from None
+        return glue.fit(self)
+
+    @property
+    def unwrapped_model(self):
+        return unwrap(self.model)
