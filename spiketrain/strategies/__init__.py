@@ -1,5 +1,6 @@
 """Memory strategies behind ``spiketrain.unroll``; ``get(name, **options)`` by name."""
 from . import bptt  # noqa: F401  (registers "bptt")
+from . import eprop  # noqa: F401  (registers "eprop")
 from .base import BudgetError, Report, Strategy
 from .registry import available, get, register
 from .unroll import last_report, unroll
