@@ -1,0 +1,156 @@
+"""Spiking Heidelberg Digits (SHD) HDF5 reader and binner.
+
+The published layout (one file per partition)::
+
+    spikes/times   ragged float arrays, spike times of sample i in seconds
+    spikes/units   ragged uint16 arrays, the firing channel (0..699) of each spike
+    labels         [n_samples] integer class ids
+    extra/...      optional metadata (speaker, keys, meta_info)
+
+Each sample is binned to ``T`` steps of ``dt`` seconds: step ``floor(t / dt)``; spikes at
+``t >= T * dt`` are dropped; several spikes of one unit in one step count once. Samples stay
+sparse in memory (one flat int32 key ``step * n_in + unit`` per spike, CSR over samples) and
+are densified a batch at a time by :meth:`SHDDataset.get_batch`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..hardware.spikes import SparseSpikes
+
+# A spike within this fraction of a step below a step edge counts into the next step: spike
+# times written on a grid of dt (k * dt in float32/float64) must not fall one step short.
+EDGE_TOL = 1e-3
+
+
+def bin_spikes(times, units, T: int, dt: float, n_in: int) -> np.ndarray:
+    """Binary-binned keys ``step * n_in + unit`` (sorted, unique, int64) of one sample.
+
+    ``times`` in seconds, ``units`` channel ids < ``n_in``. Spikes at ``t < 0`` or in a step
+    ``>= T`` are dropped.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    u = np.asarray(units, dtype=np.int64)
+    if t.shape != u.shape:
+        raise ValueError(f"times and units differ in length: {t.shape} vs {u.shape}")
+    steps = np.floor(t / dt + EDGE_TOL).astype(np.int64)
+    keep = (steps >= 0) & (steps < T) & (t >= 0)
+    return np.unique(steps[keep] * n_in + u[keep])
+
+
+class SHDDataset:
+    """Samples of an SHD-format HDF5 file, binned to ``[T, n_in]`` binary spike trains.
+
+    ``ds[i] -> (SparseSpikes [T, 1, n_in], label: int)``;
+    ``ds.get_batch(indices, sparse=False) -> (x [T, B, n_in] float32 | SparseSpikes, labels [B])``.
+
+    Args:
+        path: the HDF5 file.
+        T, dt: steps per sample and seconds per step.
+        n_in: input channels; a unit id ``>= n_in`` is an error.
+        n_classes: classes; ``None`` = ``max(label) + 1``. A label ``>= n_classes`` is an error.
+        max_samples: read only the first ``max_samples`` samples (``None``/0: all).
+    """
+
+    def __init__(self, path: str | os.PathLike, T: int = 100, dt: float = 0.01, n_in: int = 700,
+                 n_classes: int | None = None, max_samples: int | None = None):
+        import h5py
+
+        if T <= 0 or dt <= 0:
+            raise ValueError(f"T and dt must be positive, got T={T}, dt={dt}")
+        self.path, self.T, self.dt, self.n_in = str(path), int(T), float(dt), int(n_in)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"SHD file not found: {self.path!r}")
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ValueError(f"{self.path!r} is not a readable HDF5 file ({e})") from None
+        with f:
+            for key in ("spikes/times", "spikes/units", "labels"):
+                if key not in f:
+                    raise ValueError(f"{self.path!r} lacks {key!r}: not an SHD-format file "
+                                     "(needs spikes/times, spikes/units, labels)")
+            n = len(f["labels"])
+            if max_samples:
+                n = min(n, int(max_samples))
+            labels = np.asarray(f["labels"][:n], dtype=np.int64)
+            times = f["spikes/times"][:n]
+            units = f["spikes/units"][:n]
+            self.keys = [k.decode() if isinstance(k, bytes) else str(k)
+                         for k in f["extra/keys"][:]] if "extra/keys" in f else None
+        if len(times) != n or len(units) != n:
+            raise ValueError(f"{self.path!r}: spikes/times, spikes/units and labels differ in length")
+        if n and labels.min() < 0:
+            raise ValueError(f"{self.path!r}: negative label {labels.min()}")
+        self.n_classes = int(n_classes) if n_classes else int(labels.max(initial=-1)) + 1
+        if n and labels.max() >= self.n_classes:
+            raise ValueError(f"{self.path!r}: label {labels.max()} >= n_classes={self.n_classes}; "
+                             f"set data.n_classes to at least {labels.max() + 1}")
+        max_unit = max((int(u.max()) for u in units if len(u)), default=-1)
+        if max_unit >= self.n_in:
+            raise ValueError(f"{self.path!r}: unit id {max_unit} >= n_in={self.n_in}; "
+                             f"set data.n_in to at least {max_unit + 1}")
+        key_dtype = np.int32 if self.T * self.n_in < 2**31 else np.int64
+        per_sample = [bin_spikes(t, u, self.T, self.dt, self.n_in).astype(key_dtype)
+                      for t, u in zip(times, units)]
+        lengths = np.fromiter((len(k) for k in per_sample), dtype=np.int64, count=n)
+        self.offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        self.flat_keys = np.concatenate(per_sample) if n else np.zeros(0, key_dtype)
+        self.labels = labels
+
+    # ------------------------------------------------------------------ dataset API
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def sample_keys(self, i: int) -> np.ndarray:
+        """Sorted keys ``step * n_in + unit`` of sample ``i``."""
+        return self.flat_keys[self.offsets[i]:self.offsets[i + 1]]
+
+    def __getitem__(self, i: int) -> tuple[SparseSpikes, int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sample {i} out of range for {len(self)} samples")
+        i = i % len(self)
+        k = torch.from_numpy(self.sample_keys(i).astype(np.int64))
+        t, u = k // self.n_in, k % self.n_in
+        return SparseSpikes(t, torch.zeros_like(t), u, (self.T, 1, self.n_in), check=False), \
+            int(self.labels[i])
+
+    def get_batch(self, indices: Sequence[int], sparse: bool = False):
+        """Batch of samples ``indices``: ``(x, labels [B] int64)``.
+
+        ``x`` is dense float32 ``[T, B, n_in]`` (one scatter) or, with ``sparse=True``,
+        ``SparseSpikes [T, B, n_in]`` sorted by time.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        B = len(idx)
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        lengths = ends - starts
+        keys = np.concatenate([self.flat_keys[s:e] for s, e in zip(starts, ends)]) if B else \
+            np.zeros(0, np.int64)
+        keys = keys.astype(np.int64, copy=False)
+        batch = np.repeat(np.arange(B, dtype=np.int64), lengths)
+        steps, units = keys // self.n_in, keys % self.n_in
+        labels = torch.from_numpy(self.labels[idx].copy())
+        if sparse:
+            order = np.argsort(steps, kind="stable")
+            return SparseSpikes(torch.from_numpy(steps[order]), torch.from_numpy(batch[order]),
+                                torch.from_numpy(units[order]), (self.T, B, self.n_in),
+                                check=False), labels
+        x = torch.zeros(self.T, B, self.n_in)
+        x.view(-1)[torch.from_numpy((steps * B + batch) * self.n_in + units)] = 1.0
+        return x, labels
+
+    @property
+    def rate(self) -> float:
+        """Mean input spike rate after binning (fraction of step x channel cells)."""
+        cells = len(self) * self.T * self.n_in
+        return len(self.flat_keys) / cells if cells else 0.0
+
+    def __repr__(self) -> str:
+        return (f"SHDDataset({os.path.basename(self.path)!r}, n={len(self)}, T={self.T}, "
+                f"dt={self.dt}, n_in={self.n_in}, n_classes={self.n_classes}, rate={self.rate:.4f})")

@@ -1,0 +1,176 @@
+"""Synthetic data in the SHD HDF5 layout, with learnable class structure.
+
+Each class is a sequence of ``n_events`` *events*: a band of neighbouring channels (as a
+formant drives neighbouring cochlear channels) that fires in a time window. Per sample the
+pattern is jittered (whole-sample time shift and stretch, per-event time jitter, a channel
+shift of the bands, a gain) and laid over background Poisson noise at ``noise_rate`` Hz on
+every channel. With ``n_bands > 0`` all classes draw their bands from one shared pool of
+``n_bands`` bands, so classes can share the same bands and differ only in their order: the
+task then needs temporal integration, not only spike counts.
+
+Files are written exactly like the published SHD files (``spikes/times`` ragged float
+seconds, ``spikes/units`` ragged uint16, ``labels`` uint8, plus ``extra/keys`` and
+``extra/speaker``), so the SHD reader is what reads them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClassPatterns:
+    """Per class: band centres (channels) and event times (seconds), each ``[n_classes, n_events]``."""
+
+    centers: np.ndarray
+    times: np.ndarray
+
+
+def class_patterns(n_classes: int, n_in: int, duration: float, n_events: int = 3,
+                   band_width: int = 40, n_bands: int = 0, seed: int = 0) -> ClassPatterns:
+    """Draw the class structure (deterministic in ``seed``; shared by train and test files).
+
+    Events sit in ``n_events`` time slots spread over the first 85 % of ``duration``. Band
+    centres are random per event (``n_bands=0``) or ordered picks from a pool of ``n_bands``
+    bands; every class gets a distinct (band, slot) assignment.
+    """
+    rng = np.random.default_rng([seed, 0x5D7])
+    lo, hi = band_width / 2, n_in - band_width / 2
+    slots = (np.arange(n_events) + 0.5) / n_events * 0.85 * duration
+    times = np.broadcast_to(slots, (n_classes, n_events)).copy()
+    if n_bands:
+        if n_bands < n_events:
+            raise ValueError(f"n_bands={n_bands} must be >= n_events={n_events}")
+        pool = np.linspace(lo, hi, n_bands)
+        seen, rows = set(), []
+        for _ in range(1000 * n_classes):
+            pick = tuple(rng.choice(n_bands, n_events, replace=False).tolist())
+            if pick not in seen:
+                seen.add(pick)
+                rows.append(pool[list(pick)])
+                if len(rows) == n_classes:
+                    break
+        else:
+            raise ValueError(f"n_bands={n_bands} too small for {n_classes} distinct classes")
+        centers = np.array(rows)
+    else:
+        centers = rng.uniform(lo, hi, (n_classes, n_events))
+    return ClassPatterns(centers=centers, times=times)
+
+
+def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_in: int,
+                    duration: float, resolution: float | None = 0.001, noise_rate: float = 1.5,
+                    signal_rate: float = 60.0, band_width: int = 40, event_width: float = 0.06,
+                    jitter: float = 0.04, channel_jitter: int = 8):
+    """One sample: ``(times float32 [n] seconds sorted, units uint16 [n])``.
+
+    Spike times lie in ``[0, duration)``; with ``resolution`` they are on the grid
+    ``k * resolution`` and each unit fires at most once per grid point.
+    """
+    ts, us = [], []
+    # background: homogeneous Poisson on every channel
+    n_noise = rng.poisson(noise_rate * duration * n_in)
+    ts.append(rng.uniform(0.0, duration, n_noise))
+    us.append(rng.integers(0, n_in, n_noise))
+    # class events, jittered per sample
+    stretch = rng.uniform(0.85, 1.15)
+    shift = rng.normal(0.0, jitter)
+    ch_shift = rng.integers(-channel_jitter, channel_jitter + 1) if channel_jitter else 0
+    gain = rng.uniform(0.7, 1.3)
+    sigma_c = band_width / 4
+    area = event_width * np.sqrt(2 * np.pi)  # integral of the Gaussian time profile
+    for center, t_ev in zip(pat.centers[label], pat.times[label]):
+        c0 = center + ch_shift + rng.normal(0.0, 1.0)
+        t0 = t_ev * stretch + shift + rng.normal(0.0, jitter / 2)
+        ch = np.arange(max(0, int(c0 - band_width / 2)), min(n_in, int(c0 + band_width / 2) + 1))
+        profile = np.exp(-0.5 * ((ch - c0) / sigma_c) ** 2)
+        counts = rng.poisson(gain * signal_rate * area * profile)
+        units = np.repeat(ch, counts)
+        ts.append(rng.normal(t0, event_width, units.size))
+        us.append(units)
+    t = np.concatenate(ts)
+    u = np.concatenate(us)
+    keep = (t >= 0) & (t < duration)
+    t, u = t[keep], u[keep]
+    if resolution:
+        k = np.floor(t / resolution).astype(np.int64)
+        k = np.minimum(k, int(np.ceil(duration / resolution)) - 1)
+        key = np.unique(k * n_in + u)          # one spike per (grid point, unit), time-sorted
+        k, u = key // n_in, key % n_in
+        t = k * resolution
+    else:
+        order = np.argsort(t, kind="stable")
+        t, u = t[order], u[order]
+    return t.astype(np.float32), u.astype(np.uint16)
+
+
+def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes: int = 20,
+                       n_in: int = 700, duration_s: float = 1.0, seed: int = 0,
+                       class_seed: int | None = None, n_events: int = 3, n_bands: int = 0,
+                       band_width: int = 40, **sample_kw) -> str:
+    """Write ``n_samples`` synthetic samples to ``path`` in the SHD HDF5 layout.
+
+    ``class_seed`` (default ``seed``) fixes the class structure, ``seed`` the samples: train
+    and test files share ``class_seed`` and differ in ``seed``. Labels are balanced
+    (``i % n_classes``, shuffled). ``sample_kw`` goes to :func:`generate_sample`
+    (resolution, noise_rate, signal_rate, event_width, jitter, channel_jitter).
+    Written to a temporary file and renamed, so readers never see a partial file.
+    """
+    import h5py
+
+    if n_samples <= 0 or n_classes < 2 or n_in <= 0 or duration_s <= 0:
+        raise ValueError("need n_samples > 0, n_classes >= 2, n_in > 0, duration_s > 0")
+    band_width = max(2, min(int(round(band_width * n_in / 700)), n_in))
+    pat = class_patterns(n_classes, n_in, duration_s, n_events, band_width, n_bands,
+                         seed if class_seed is None else class_seed)
+    rng = np.random.default_rng([seed, 0xDA7A])
+    labels = rng.permutation(np.arange(n_samples) % n_classes).astype(np.uint8 if n_classes <= 256
+                                                                      else np.int64)
+    times = np.empty(n_samples, dtype=object)
+    units = np.empty(n_samples, dtype=object)
+    for i, y in enumerate(labels):
+        times[i], units[i] = generate_sample(rng, int(y), pat, n_in, duration_s,
+                                             band_width=band_width, **sample_kw)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            g = f.create_group("spikes")
+            g.create_dataset("times", (n_samples,), dtype=h5py.vlen_dtype(np.float32))[:] = times
+            g.create_dataset("units", (n_samples,), dtype=h5py.vlen_dtype(np.uint16))[:] = units
+            f.create_dataset("labels", data=labels)
+            e = f.create_group("extra")
+            e.create_dataset("keys", data=np.array([f"class_{c:02d}".encode()
+                                                    for c in range(n_classes)]))
+            e.create_dataset("speaker", data=rng.integers(0, 10, n_samples).astype(np.uint8))
+            f.attrs["generator"] = json.dumps(dict(
+                name="spiketrain.synthetic", version=FORMAT_VERSION, n_samples=n_samples,
+                n_classes=n_classes, n_in=n_in, duration_s=duration_s, seed=seed,
+                class_seed=class_seed, n_events=n_events, n_bands=n_bands, band_width=band_width,
+                **sample_kw))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def cached_synthetic_shd(cache_dir: str | os.PathLike, **params) -> str:
+    """Path of a synthetic file for ``params`` under ``cache_dir``, generating it if missing.
+
+    The file name carries a hash of the parameters (and the format version), so a changed
+    parameter gives a new file and an unchanged one reuses the cached file.
+    """
+    key = json.dumps(dict(params, version=FORMAT_VERSION), sort_keys=True, default=str)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    path = os.path.join(os.fspath(cache_dir), f"synthetic_shd_{digest}.h5")
+    if not os.path.isfile(path):
+        make_synthetic_shd(path, **params)
+    return path
