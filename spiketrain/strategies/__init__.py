@@ -1,5 +1,9 @@
 """Memory strategies behind ``spiketrain.unroll``; ``get(name, **options)`` by name."""
 from . import bptt  # noqa: F401  (registers "bptt")
+from . import checkpoint  # noqa: F401  (registers "checkpoint")
+from . import revolve  # noqa: F401  (registers "revolve")
+from . import double  # noqa: F401  (registers "double")
+from . import offload  # noqa: F401  (registers "offload")
 from . import eprop  # noqa: F401  (registers "eprop")
 from .base import BudgetError, Report, Strategy
 from .registry import available, get, register

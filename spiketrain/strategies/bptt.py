@@ -6,6 +6,7 @@ from torch import Tensor
 
 from ..models.base import state_flatten
 from .base import Strategy
+from .inputs import check_inputs, dense_all
 from .registry import register
 
 
@@ -44,8 +45,12 @@ class BPTT(Strategy):
     """Plain backpropagation through time: one autograd graph over all T steps."""
 
     def run(self, model, inputs: Tensor, state=None):
+        check_inputs(inputs)
         if state is None:
             state = model.init_state(inputs.shape[1])
+        if not isinstance(inputs, Tensor):  # sparse spike train: densify whole
+            p = next(model.parameters(), None)
+            inputs = dense_all(inputs, p.dtype if p is not None else torch.get_default_dtype())
         leaves, _ = state_flatten(state)
         with SavedBytes(exclude=list(model.parameters()) + [inputs] + leaves) as saved:
             _, y = model.chunk(state, inputs)

@@ -1,0 +1,78 @@
+"""``checkpoint``: keep the state every ``segment`` steps, recompute each segment in backward.
+
+Forward keeps the state at the start of every segment but the last in the ``device``
+tier and the last segment's graph; backward walks the segments from the last to the
+first: load the segment's start state, recompute it with grad enabled (full storage),
+backpropagate it, hand the state gradient to the previous segment.
+
+Device peak (exact): ``max_k (k * S + saved(L_k))`` for segment ``k`` of length ``L_k``
+(``S`` = state bytes, ``saved(L)`` = bytes autograd saves over ``L`` steps).
+Recomputed steps: ``T - L_last``.
+"""
+from __future__ import annotations
+
+import math
+
+from checkpoint_schedules import EndForward, EndReverse, Forward, Move, Reverse, StorageType
+
+from ..hardware.units import format_size
+from .executor import block_bounds
+from .registry import register
+from .scheduled import Plan, SavedModel, ScheduledStrategy
+
+
+def segment_schedule(nb: int):
+    """Actions of plain segment checkpointing over ``nb`` segments."""
+    for k in range(nb - 1):
+        yield Forward(k, k + 1, True, False, StorageType.RAM)
+    yield Forward(nb - 1, nb, False, True, StorageType.WORK)
+    yield EndForward()
+    yield Reverse(nb, nb - 1, True)
+    for k in range(nb - 2, -1, -1):
+        yield Move(k, StorageType.RAM, StorageType.WORK)
+        yield Forward(k, k + 1, False, True, StorageType.WORK)
+        yield Reverse(k + 1, k, True)
+    yield EndReverse()
+
+
+def segment_peak(bounds: list[int], S: int, saved: SavedModel) -> int:
+    """Device-tier peak of :func:`segment_schedule` (see module docstring)."""
+    return max(k * S + saved(bounds[k + 1] - bounds[k]) for k in range(len(bounds) - 1))
+
+
+@register("checkpoint")
+class Checkpoint(ScheduledStrategy):
+    """Segment checkpointing. ``segment``: steps per segment (default ``ceil(sqrt(T))``, or
+    under a device budget the largest segment up to that which fits)."""
+
+    def __init__(self, segment: int | None = None, **options):
+        super().__init__(**options)
+        if segment is not None and (not isinstance(segment, int) or isinstance(segment, bool)
+                                    or segment <= 0):
+            raise ValueError(f"checkpoint segment must be a positive integer, got {segment!r}")
+        self.segment = segment
+
+    def choose_segment(self, T: int, S: int, saved: SavedModel) -> int:
+        if self.segment is not None:
+            return min(self.segment, T)
+        seg = max(1, math.ceil(math.sqrt(T)))
+        cap = self.budget.get("device")
+        if cap is None or segment_peak(block_bounds(T, seg), S, saved) <= cap:
+            return seg
+        # the segment minimising the device peak is near sqrt(T S / per_step); take the
+        # largest segment below it that fits (fewest backward calls)
+        best = max(1, round(math.sqrt(T * S / max(1, saved.per_step))))
+        for cand in range(min(best, T), 0, -1):
+            if segment_peak(block_bounds(T, cand), S, saved) <= cap:
+                return cand
+        return best
+
+    def plan(self, T, state_bytes, saved, device):
+        seg = self.choose_segment(T, state_bytes, saved)
+        bounds = block_bounds(T, seg)
+        nb = len(bounds) - 1
+        need = {"device": segment_peak(bounds, state_bytes, saved)}
+        return Plan(lambda: segment_schedule(nb), bounds, {StorageType.RAM: "device"}, need,
+                    f"checkpoint(segment={seg}, checkpoints={nb - 1}, "
+                    f"device={format_size(need['device'])})",
+                    {"segment": seg, "checkpoints": {"device": nb - 1}})

@@ -1,0 +1,49 @@
+"""Input views for strategies: a dense Tensor ``[T, B, ...]`` or a sparse/lazy spike train.
+
+Anything with ``.shape`` (``[T, B, N]``) and ``.dense(t0, t1) -> Tensor [t1-t0, B, N]``
+(e.g. :class:`spiketrain.hardware.spikes.SparseSpikes`, or a spike source that generates
+its segments on demand) is densified one segment at a time, so a T = 1,000,000 input is
+never materialised as a dense tensor.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def is_dense(inputs) -> bool:
+    return isinstance(inputs, Tensor)
+
+
+def check_inputs(inputs) -> None:
+    """Raise a clear error unless ``inputs`` is a time-major tensor or a spike train."""
+    if is_dense(inputs):
+        if inputs.dim() < 2:
+            raise ValueError(f"inputs must be time-major [T, B, ...], got shape {tuple(inputs.shape)}")
+        return
+    if not (hasattr(inputs, "dense") and hasattr(inputs, "shape")):
+        raise TypeError(f"inputs must be a Tensor [T, B, ...] or a spike train with .shape and "
+                        f".dense(t0, t1) (e.g. SparseSpikes), got {type(inputs).__name__}")
+
+
+def length(inputs) -> int:
+    """Number of time steps T."""
+    return int(inputs.shape[0])
+
+
+def batch_size(inputs) -> int:
+    return int(inputs.shape[1])
+
+
+def segment(inputs, t0: int, t1: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Dense ``[t1 - t0, B, ...]`` slice (a view for dense inputs, detached)."""
+    if is_dense(inputs):
+        return inputs.detach()[t0:t1]
+    return inputs.dense(t0, t1, dtype=dtype)
+
+
+def dense_all(inputs, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The whole input as a dense tensor (keeps autograd for dense inputs)."""
+    if is_dense(inputs):
+        return inputs
+    return inputs.dense(0, length(inputs), dtype=dtype)

@@ -1,0 +1,215 @@
+"""``offload``: keep everything autograd saves (like BPTT) but in a slower tier.
+
+``torch.autograd.graph.saved_tensors_hooks`` pack every saved tensor (except parameters
+and the initial state) into ``host`` or ``disk`` and unpack it in backward. Binary
+tensors (spikes, exactly 0/1) are stored bit-packed (``spikes="bits"``, 1/32 of float32)
+or as bool (``spikes="bool"``), never as float. The inputs are run ``chunk_steps`` steps at
+a time, so a sparse input is densified one chunk at a time (and its dense chunk, binary,
+is stored bit-packed). On CUDA the host tier uses pinned buffers, non-blocking copies and
+prefetches the next ``prefetch`` tensors backward will need on a side stream.
+
+Each stored tensor is freed as soon as backward has used it; the disk tier's scratch
+folder is removed when the last one is used, on an error, or when the graph is dropped.
+One backward per unroll (``retain_graph=True`` is not supported).
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import Tensor
+
+from ..hardware.tiers import Tiers
+from ..models.base import state_flatten
+from . import inputs as inp
+from .base import Strategy
+from .registry import register
+
+_SHIFTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def is_binary(t: Tensor) -> bool:
+    """True if ``t`` is a float tensor holding only 0 and 1."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return False
+    return not bool(((t != 0) & (t != 1)).any())
+
+
+def pack_bits(t: Tensor) -> Tensor:
+    """0/1 tensor -> uint8 ``[ceil(n / 8)]`` (8 values per byte)."""
+    b = t.reshape(-1).to(torch.uint8)
+    pad = (-b.numel()) % 8
+    if pad:
+        b = torch.cat([b, b.new_zeros(pad)])
+    return (b.view(-1, 8) * _SHIFTS.to(b.device)).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(p: Tensor, shape, dtype) -> Tensor:
+    n = 1
+    for s in shape:
+        n *= s
+    bits = (p.unsqueeze(1) & _SHIFTS.to(p.device)).ne(0)
+    return bits.reshape(-1)[:n].reshape(shape).to(dtype)
+
+
+class _Packer:
+    """The pack/unpack pair: stores each saved tensor in ``tier`` once (deduplicated by
+    identity), frees it when backward has used it as often as it was packed."""
+
+    def __init__(self, tier, exclude, spikes: str, device, prefetch: int = 2, dry: bool = False):
+        self.tier, self.spikes, self.device, self.dry = tier, spikes, torch.device(device), dry
+        self.exclude = {t.untyped_storage().data_ptr() for t in exclude}
+        self.ids: dict[int, tuple[weakref.ref, int]] = {}
+        self.meta: dict[int, list] = {}  # id -> [kind, shape, dtype, pending unpacks]
+        self.next_id = 0
+        self.bytes = 0
+        self.prefetch = prefetch if self.device.type == "cuda" else 0
+        self.inflight: dict[int, Tensor] = {}
+        self.stream = torch.cuda.Stream() if self.prefetch else None
+        self.on_empty = None
+
+    def pack(self, t: Tensor):
+        if t.untyped_storage().data_ptr() in self.exclude:
+            return ("keep", t)
+        hit = self.ids.get(id(t))
+        if hit is not None and hit[0]() is t:
+            self.meta[hit[1]][3] += 1
+            return ("rec", hit[1])
+        if self.spikes != "float" and is_binary(t):
+            kind = "bits" if self.spikes == "bits" else "bool"
+            data = pack_bits(t) if kind == "bits" else t.to(torch.bool)
+        else:
+            kind, data = "raw", t.detach()
+        k = self.next_id
+        self.next_id += 1
+        nbytes = data.numel() * data.element_size()
+        self.bytes += nbytes
+        if not self.dry:
+            self.tier.put(k, [data.contiguous() if kind == "raw" else data])
+        self.meta[k] = [kind, tuple(t.shape), t.dtype, 1]
+        self.ids[id(t)] = (weakref.ref(t), k)
+        return ("rec", k)
+
+    def _fetch(self, k: int) -> Tensor:
+        if k in self.inflight:
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return self.inflight.pop(k)
+        return self.tier.get(k, device=self.device)[0]
+
+    def _prefetch_before(self, k: int) -> None:
+        with torch.cuda.stream(self.stream):
+            for j in range(k - 1, max(-1, k - 1 - self.prefetch), -1):
+                if j in self.meta and j not in self.inflight and j in self.tier:
+                    self.inflight[j] = self.tier.get(j, device=self.device)[0]
+
+    def unpack(self, handle):
+        how, v = handle
+        if how == "keep":
+            return v
+        kind, shape, dtype, pending = self.meta[v]
+        data = self._fetch(v)
+        if self.prefetch:
+            self._prefetch_before(v)
+        if kind == "bits":
+            out = unpack_bits(data, shape, dtype)
+        elif kind == "bool":
+            out = data.to(dtype)
+        else:
+            out = data
+        if pending <= 1:
+            del self.meta[v]
+            self.tier.free(v)
+            if not self.meta and self.on_empty is not None:
+                self.on_empty()
+        else:
+            self.meta[v][3] = pending - 1
+        return out
+
+
+@register("offload")
+class Offload(Strategy):
+    """Everything autograd saves goes to ``tier`` ("host" or "disk"); spikes bit-packed.
+    Options: ``spikes`` ("bits", "bool" or "float"), ``chunk_steps`` (default 256),
+    ``prefetch`` (CUDA, default 2), ``scratch`` (disk folder, default a temporary one)."""
+
+    def __init__(self, tier: str = "host", spikes: str = "bits", chunk_steps: int = 256,
+                 prefetch: int = 2, scratch: str | None = None, **options):
+        super().__init__(**options)
+        if tier not in ("host", "disk"):
+            raise ValueError(f"offload tier must be 'host' or 'disk', got {tier!r}")
+        if spikes not in ("bits", "bool", "float"):
+            raise ValueError(f"offload spikes must be 'bits', 'bool' or 'float', got {spikes!r}")
+        if not isinstance(chunk_steps, int) or chunk_steps <= 0:
+            raise ValueError(f"offload chunk_steps must be a positive integer, got {chunk_steps!r}")
+        self.tier, self.spikes, self.chunk_steps = tier, spikes, chunk_steps
+        self.prefetch, self.scratch = prefetch, scratch
+
+    def _unroll(self, model, inputs, state, packer, t_end=None):
+        T = inp.length(inputs) if t_end is None else t_end
+        p = next(model.parameters(), None)
+        dtype = p.dtype if p is not None else torch.get_default_dtype()
+        ys = []
+        if inp.is_dense(inputs):
+            chunks = inputs[:T].split(self.chunk_steps, 0)
+        else:
+            chunks = (inp.segment(inputs, t0, min(T, t0 + self.chunk_steps), dtype)
+                      for t0 in range(0, T, self.chunk_steps))
+        with torch.autograd.graph.saved_tensors_hooks(packer.pack, packer.unpack):
+            for x in chunks:
+                state, y = model.chunk(state, x)
+                ys.append(y)
+        return torch.cat(ys, 0) if len(ys) > 1 else ys[0]
+
+    def predict(self, model, inputs, state) -> int:
+        """Bytes the tier will hold, from a dry run over 1 and 2 steps (affine in T)."""
+        leaves = state_flatten(state)[0]
+        excl = list(model.parameters()) + [t for t in leaves if isinstance(t, Tensor)]
+        if inp.is_dense(inputs):
+            excl.append(inputs)
+        b = []
+        for L in (1, 2):
+            pk = _Packer(None, excl, self.spikes, "cpu", dry=True)
+            with torch.enable_grad():
+                self._unroll(model, inputs, state, pk, t_end=min(L, inp.length(inputs)))
+            b.append(pk.bytes)
+        return b[0] + (inp.length(inputs) - 1) * max(0, b[1] - b[0])
+
+    def run(self, model, inputs, state=None):
+        inp.check_inputs(inputs)
+        if state is None:
+            state = model.init_state(inp.batch_size(inputs))
+        T = inp.length(inputs)
+        need = self.predict(model, inputs, state) if self.tier in self.budget else None
+        if need is not None:
+            self.check_budget({self.tier: need})
+        p = next(model.parameters(), None)
+        device = inputs.device if inp.is_dense(inputs) else (p.device if p is not None else "cpu")
+        tiers = Tiers(self.budget, device=device, scratch=self.scratch)
+        leaves = state_flatten(state)[0]
+        excl = list(model.parameters()) + [t for t in leaves if isinstance(t, Tensor)]
+        if inp.is_dense(inputs):
+            excl.append(inputs)
+        packer = _Packer(tiers[self.tier], excl, self.spikes, device, self.prefetch)
+        rep = self.report
+        rep.steps, rep.schedule = T, f"offload(tier={self.tier}, spikes={self.spikes})"
+        if need is not None:
+            rep.notes["predicted_peak_bytes"] = {self.tier: need}
+
+        def finish():
+            rep.peak_bytes = {"device": 0, **tiers.peak_bytes()}
+            rep.peak_bytes.setdefault(self.tier, tiers[self.tier].peak)
+            rep.bytes_moved = tiers.bytes_moved()
+            tiers.close()
+
+        packer.on_empty = finish
+        try:
+            y = self._unroll(model, inputs, state, packer)
+        except BaseException:
+            finish()
+            raise
+        rep.peak_bytes = {"device": 0, self.tier: tiers[self.tier].peak}
+        rep.bytes_moved = tiers.bytes_moved()
+        if not packer.meta:  # nothing saved (no grad): done
+            finish()
+        # else: freed by the last unpack, or by DiskTier.__del__ when the graph is dropped
+        return y

@@ -1,0 +1,135 @@
+"""Common machinery of the recomputing strategies (checkpoint, revolve, double).
+
+A subclass turns (T, state bytes, saved-bytes model) into a :class:`Plan`: block
+boundaries, a schedule of actions, which tier each storage type maps to and the bytes
+each tier will need. The plan is checked against the budget BEFORE anything runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..hardware.tiers import Tiers
+from ..models.base import state_detach, state_flatten, state_nbytes
+from . import inputs as inp
+from .base import Strategy
+from .executor import REDUCTIONS, Executor, SavedCounter, float_leaves, run_executor
+
+
+@dataclass
+class SavedModel:
+    """Bytes autograd saves for a graph over ``L`` steps started from a checkpoint
+    (excluding parameters, inputs and the start state): ``first + (L - 1) * per_step``."""
+
+    first: int
+    per_step: int
+
+    def __call__(self, L: int) -> int:
+        return 0 if L <= 0 else self.first + (L - 1) * self.per_step
+
+
+def probe_saved(model, inputs, state, steps: int = 2) -> list[int]:
+    """Exact saved bytes for graphs over 1..steps steps (same exclusions as the executor)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    dtype = params[0].dtype if params else torch.get_default_dtype()
+    out = []
+    for L in range(1, steps + 1):
+        L = min(L, inp.length(inputs))
+        s0 = state_detach(state, requires_grad=True)
+        xs = inp.segment(inputs, 0, L, dtype=dtype)
+        leaves = state_flatten(s0)[0]
+        excl = params + [leaves[i] for i in float_leaves(s0)] + [xs]
+        if inp.is_dense(inputs):
+            excl.append(inputs)
+        with torch.enable_grad(), SavedCounter(exclude=excl) as c:
+            model.chunk(s0, xs)
+        out.append(c.bytes)
+    return out
+
+
+def saved_model(model, inputs, state) -> SavedModel:
+    b1, b2 = probe_saved(model, inputs, state, 2)
+    return SavedModel(b1, max(0, b2 - b1))
+
+
+@dataclass
+class Plan:
+    """What a strategy will do: ``schedule`` (an iterable of actions), block ``bounds``,
+    ``storage`` {StorageType: tier}, ``need`` {tier: bytes}, a one-line ``desc``."""
+
+    schedule: Callable[[], Iterable]
+    bounds: list[int]
+    storage: dict
+    need: dict[str, int]
+    desc: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class ScheduledStrategy(Strategy):
+    """Base of the recomputing strategies. Common options:
+
+    - ``budget``: {tier: size}; the plan must fit it or BudgetError is raised before running.
+    - ``reduce``: None (outputs ``[T, B, ...]``) or "sum"/"mean"/"max"/"last": return the
+      outputs reduced over time (``[B, ...]``), so very long runs never hold ``[T, B, ...]``.
+    - ``verify``: check every recomputed step against the first forward (default True).
+    - ``chunk_steps``: longest no-grad chunk densified at once (default 512).
+    - ``scratch``: folder for the disk tier (default: a temporary folder, removed after).
+    """
+
+    def __init__(self, budget=None, reduce: str | None = None, verify: bool = True,
+                 chunk_steps: int = 512, scratch: str | None = None, **options):
+        super().__init__(budget=budget, **options)
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
+        self.reduce, self.verify, self.chunk_steps, self.scratch = reduce, verify, chunk_steps, scratch
+
+    def plan(self, T: int, state_bytes: int, saved: SavedModel, device: torch.device) -> Plan:
+        raise NotImplementedError
+
+    @staticmethod
+    def _device(model, inputs) -> torch.device:
+        if inp.is_dense(inputs):
+            return inputs.device
+        p = next(model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def make_plan(self, model, inputs, state=None) -> Plan:
+        """The plan for these inputs (no training): used by ``run`` and by the planner."""
+        inp.check_inputs(inputs)
+        if state is None:
+            state = model.init_state(inp.batch_size(inputs))
+        return self.plan(inp.length(inputs), state_nbytes(state), saved_model(model, inputs, state),
+                         self._device(model, inputs))
+
+    def run(self, model, inputs, state=None):
+        inp.check_inputs(inputs)
+        if state is None:
+            state = model.init_state(inp.batch_size(inputs))
+        device = self._device(model, inputs)
+        T = inp.length(inputs)
+        plan = self.plan(T, state_nbytes(state), saved_model(model, inputs, state), device)
+        self.check_budget(plan.need)
+        tiers = Tiers(self.budget, device=device, scratch=self.scratch)
+        rep = self.report
+        rep.steps, rep.schedule = T, plan.desc
+        rep.notes.update(plan.notes)
+        rep.notes["predicted_peak_bytes"] = dict(plan.need)
+        try:
+            ex = Executor(model, inputs, state, plan.schedule(), plan.bounds, tiers, plan.storage,
+                          reduce=self.reduce, verify=self.verify, chunk_steps=self.chunk_steps)
+        except BaseException:
+            tiers.close()
+            raise
+
+        def on_done(ex: Executor, failed: bool) -> None:
+            rep.peak_bytes = tiers.peak_bytes()
+            rep.recomputed_steps = ex.recomputed
+            rep.bytes_moved = tiers.bytes_moved()
+            rep.notes["peak_checkpoints"] = {t.name: t.peak_count for t in tiers.used() if t.peak_count}
+            if failed:
+                rep.notes["failed"] = True
+            tiers.close()
+
+        return run_executor(ex, on_done)
