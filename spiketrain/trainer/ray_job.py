@@ -73,14 +73,13 @@ class SpikeJob:
         self.strategy_name, self.strategy_opts = s.pop("name", "bptt"), s
         self.x, self.y = synthetic_spikes(int(data["T"]), int(data["samples"]), int(m["n_in"]),
                                           int(m["n_out"]), float(data["rate"]), int(data["seed"]))
+        opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[tr.get("optimizer", "adam")]
+        self.optimizer = opt(self.model.parameters(), lr=float(tr["lr"]))
         self.engine = None
         if tr.get("engine", "torch") == "deepspeed":
             from .deepspeed_engine import DeepSpeedEngine
-            self.engine = DeepSpeedEngine(self.model, tr)
+            self.engine = DeepSpeedEngine(self.model, self.optimizer, cfg.get("deepspeed"))
             self.optimizer = self.engine.optimizer
-        else:
-            opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[tr.get("optimizer", "adam")]
-            self.optimizer = opt(self.model.parameters(), lr=float(tr["lr"]))
 
     def wrap_model(self, fn) -> None:
         """Train through ``fn(model)`` (e.g. DistributedDataParallel)."""
