@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .units import format_size
+from .units import format_size, parse_size
 
 TIER_NAMES = ("device", "host", "disk")
 
@@ -40,8 +40,8 @@ class Tier:
 
     name = "tier"
 
-    def __init__(self, capacity: int | None = None):
-        self.capacity = capacity
+    def __init__(self, capacity: int | str | None = None):
+        self.capacity = None if capacity is None else parse_size(capacity)
         self.current = 0
         self.peak = 0
         self.count = 0

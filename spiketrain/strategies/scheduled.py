@@ -21,21 +21,36 @@ from .executor import REDUCTIONS, Executor, SavedCounter, float_leaves, run_exec
 @dataclass
 class SavedModel:
     """Bytes autograd saves for a graph over ``L`` steps started from a checkpoint
-    (excluding parameters, inputs and the start state): ``first + (L - 1) * per_step``."""
+    (excluding parameters, inputs and the start state). Exact for the lengths measured
+    with :meth:`measure`, else the affine estimate ``first + (L - 1) * per_step``."""
 
     first: int
     per_step: int
+    probe: Callable[[int], int] | None = None
+    exact: dict = field(default_factory=dict)
 
     def __call__(self, L: int) -> int:
-        return 0 if L <= 0 else self.first + (L - 1) * self.per_step
+        if L <= 0:
+            return 0
+        if L in self.exact:
+            return self.exact[L]
+        return self.first + (L - 1) * self.per_step
+
+    def measure(self, lengths) -> bool:
+        """Measure the given lengths exactly; True if anything new was measured."""
+        new = [L for L in set(lengths) if L > 0 and L not in self.exact and self.probe]
+        for L in new:
+            self.exact[L] = self.probe(L)
+        return bool(new)
 
 
-def probe_saved(model, inputs, state, steps: int = 2) -> list[int]:
-    """Exact saved bytes for graphs over 1..steps steps (same exclusions as the executor)."""
+def probe_saved(model, inputs, state, steps: int = 2, only: int | None = None) -> list[int]:
+    """Exact saved bytes for graphs over 1..steps steps (or only ``only`` steps), with the
+    same exclusions as the executor."""
     params = [p for p in model.parameters() if p.requires_grad]
     dtype = params[0].dtype if params else torch.get_default_dtype()
     out = []
-    for L in range(1, steps + 1):
+    for L in ([only] if only else range(1, steps + 1)):
         L = min(L, inp.length(inputs))
         s0 = state_detach(state, requires_grad=True)
         xs = inp.segment(inputs, 0, L, dtype=dtype)
@@ -51,7 +66,8 @@ def probe_saved(model, inputs, state, steps: int = 2) -> list[int]:
 
 def saved_model(model, inputs, state) -> SavedModel:
     b1, b2 = probe_saved(model, inputs, state, 2)
-    return SavedModel(b1, max(0, b2 - b1))
+    return SavedModel(b1, max(0, b2 - b1), lambda L: probe_saved(model, inputs, state, only=L)[0],
+                      {1: b1, 2: b2})
 
 
 @dataclass
@@ -100,8 +116,19 @@ class ScheduledStrategy(Strategy):
         inp.check_inputs(inputs)
         if state is None:
             state = model.init_state(inp.batch_size(inputs))
-        return self.plan(inp.length(inputs), state_nbytes(state), saved_model(model, inputs, state),
-                         self._device(model, inputs))
+        return self._plan_exact(inp.length(inputs), state_nbytes(state),
+                                saved_model(model, inputs, state), self._device(model, inputs))
+
+    def _plan_exact(self, T, S, saved, device) -> Plan:
+        """Plan, then measure the saved bytes of the chosen block lengths exactly and
+        re-plan until the plan only uses measured lengths (at most a few rounds)."""
+        plan = self.plan(T, S, saved, device)
+        for _ in range(3):
+            lengths = {b - a for a, b in zip(plan.bounds[:-1], plan.bounds[1:])}
+            if not saved.measure(lengths):
+                break
+            plan = self.plan(T, S, saved, device)
+        return plan
 
     def run(self, model, inputs, state=None):
         inp.check_inputs(inputs)
@@ -109,7 +136,7 @@ class ScheduledStrategy(Strategy):
             state = model.init_state(inp.batch_size(inputs))
         device = self._device(model, inputs)
         T = inp.length(inputs)
-        plan = self.plan(T, state_nbytes(state), saved_model(model, inputs, state), device)
+        plan = self._plan_exact(T, state_nbytes(state), saved_model(model, inputs, state), device)
         self.check_budget(plan.need)
         tiers = Tiers(self.budget, device=device, scratch=self.scratch)
         rep = self.report
