@@ -1,0 +1,6 @@
+"""CLI sub-commands: each module exposes ``add_parser(subparsers)`` and ``run(args) -> int``."""
+COMMANDS = [
+    "train",
+    "sweep",
+    "report",
+]
