@@ -80,6 +80,8 @@ class Trainer:
         callbacks: ``fn(trainer, row)`` called at the end of every epoch with its metrics row.
         rank, world_size: this worker's place in a data-parallel group (rank 0 writes files).
         loader_options: extra keyword arguments for ``SpikeLoader`` when data are datasets.
+        threads: CPU threads for torch (None: torch's default). One thread per process is
+            fastest on a small, shared machine.
     """
 
     def __init__(self, model, data, strategy: Any = "bptt", optimizer: Any = "adam", lr: float = 1e-3,
@@ -90,7 +92,8 @@ class Trainer:
                  strategy_options: dict | None = None, snapshot_every: int = 0,
                  resume: str | os.PathLike | None = None,
                  callbacks: Sequence[EpochCallback] = (), rank: int = 0, world_size: int = 1,
-                 verbose: bool = True, loader_options: dict | None = None):
+                 verbose: bool = True, loader_options: dict | None = None,
+                 threads: int | None = None):
         if epochs < 0 or batch_size <= 0:
             raise ValueError(f"epochs must be >= 0 and batch_size > 0 (got {epochs}, {batch_size})")
         if workers < 1:
@@ -107,6 +110,7 @@ class Trainer:
         self.callbacks: list[EpochCallback] = list(callbacks)
         self.rank, self.world_size, self.verbose = int(rank), int(world_size), bool(verbose)
         self.loader_options = dict(loader_options or {})
+        self.threads = threads
         self.global_step = 0
         self.epoch = 0
         self._ready = False
@@ -122,6 +126,8 @@ class Trainer:
         if self._ready:
             return self
         seed_everything(self.seed, self.deterministic)
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
         self.backend = get_backend(self.hardware)
         self.device = self.backend.device
         self.model.to(self.device)
@@ -172,8 +178,11 @@ class Trainer:
             self.train_loader.load_state_dict(loader)
         if not snap["epoch_done"]:
             self._partial = EpochResult.from_state_dict(extra.get("partial"))
-            # loaders that restore their position mid-epoch say so; others are fast-forwarded
-            if not getattr(self.train_loader, "resumes_mid_epoch", False):
+            # a loader whose state holds its position (SpikeLoader) continues mid-epoch by
+            # itself; any other loader is fast-forwarded past the batches already trained on
+            native = getattr(self.train_loader, "resumes_mid_epoch",
+                             isinstance(loader, dict) and "position" in loader)
+            if not native:
                 self._skip = self._partial.steps
         return snap
 

@@ -1,0 +1,61 @@
+"""Objects from a validated :class:`~spiketrain.launch.config.Config`: model, data, Trainer.
+
+A distributed worker calls the same functions (``build_model``, ``build_data``,
+``trainer_kwargs``) so local and Ray runs train the same thing.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError
+
+
+def build_model(cfg: Config):
+    """The model of ``cfg.model`` (registered name or class path, with its keyword arguments)."""
+    from .. import models
+
+    try:
+        return models.build(cfg.model.target, **cfg.model.kwargs)
+    except ValueError as e:
+        raise ConfigError(f"model: {' '.join(str(e).split())}") from None
+
+
+def build_data(cfg: Config):
+    """``(train_ds, test_ds)`` of ``cfg.data`` (``spiketrain.data.build_datasets``)."""
+    from ..data import build_datasets
+
+    return build_datasets(cfg.data)
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``runs/<config-stem>-<YYYYmmdd-HHMMSS>``."""
+    return Path("runs") / f"{cfg.stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def trainer_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of :class:`spiketrain.trainer.Trainer` from the config."""
+    t = cfg.trainer
+    return dict(strategy=cfg.strategy.name, strategy_options=dict(cfg.strategy.options),
+                optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, epochs=t.epochs,
+                batch_size=t.batch_size, clip_grad=t.clip_grad, hardware=cfg.hardware,
+                workers=t.workers, engine=t.engine, seed=t.seed, deterministic=t.deterministic,
+                progress=t.progress, snapshot_every=t.snapshot_every, threads=t.threads,
+                loader_options={"sparse": bool(getattr(cfg.data, "sparse", False))})
+
+
+def build_trainer(cfg: Config, out_dir: str | Path | None = None, resume: str | Path | None = None,
+                  **overrides: Any):
+    """Seed, build model and data, and return a ready :class:`~spiketrain.trainer.Trainer`."""
+    from ..trainer import Trainer, seed_everything
+
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    model = build_model(cfg)
+    data = build_data(cfg)
+    out = Path(out_dir or cfg.trainer.out_dir or default_run_dir(cfg))
+    kw = trainer_kwargs(cfg)
+    kw.update(overrides)
+    trainer = Trainer(model, data, out_dir=out, resume=resume, **kw)
+    trainer.config = cfg
+    return trainer

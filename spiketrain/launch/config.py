@@ -1,0 +1,442 @@
+"""Experiment config: a YAML file with sections, dotted ``--set`` overrides, one-line errors.
+
+Sections::
+
+    model:    {name: rsnn, hidden: 256, ...}       # or {class: mypkg.cells:MyCell, ...}; the rest
+                                                  # are keyword arguments of the model
+    data:     {kind: synthetic, T: 100, ...}       # fields of spiketrain.data.config.DataConfig
+    strategy: bptt                                # or {name: checkpoint, segment: 100}
+    trainer:  {epochs: 10, batch_size: 32, lr: 1e-3, ...}   # see TrainerSection
+    hardware: auto                                # auto, cpu, cuda, ipu, ...
+
+Every mistake raises :class:`ConfigError` with one line naming the key and the fix.
+Other packages add top-level sections with :func:`register_section`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config: the message is one line naming the key and the fix."""
+
+
+ENGINES = ["torch", "deepspeed"]
+
+
+@dataclass
+class TrainerSection:
+    """``trainer:`` options (see :class:`spiketrain.trainer.Trainer`)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    clip_grad: Optional[float] = None
+    seed: int = 0
+    deterministic: bool = True
+    out_dir: Optional[str] = None          # default runs/<config-stem>-<timestamp>
+    snapshot_every: int = 0                # also snapshot every N steps (0: end of epoch only)
+    workers: int = 1                       # > 1: data-parallel workers on Ray Train
+    engine: str = "torch"                  # torch | deepspeed
+    progress: bool = True
+    threads: Optional[int] = None          # torch CPU threads (null: torch's default)
+
+
+@dataclass
+class ModelSpec:
+    """``model:`` a registered ``name`` or a ``class`` path, plus keyword arguments."""
+
+    name: Optional[str] = "rsnn"
+    cls: Optional[str] = None
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return self.cls or self.name
+
+
+@dataclass
+class StrategySpec:
+    """``strategy:`` a name and its options."""
+
+    name: str = "bptt"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    """A validated config."""
+
+    model: ModelSpec
+    data: Any                               # spiketrain.data.config.DataConfig
+    strategy: StrategySpec
+    trainer: TrainerSection
+    hardware: str = "auto"
+    sections: dict = field(default_factory=dict)   # registered extra sections
+    source: Optional[Path] = None
+
+    @property
+    def stem(self) -> str:
+        return self.source.stem if self.source else "run"
+
+    def to_dict(self) -> dict:
+        """Plain dict that :func:`validate` accepts again (written to the run folder)."""
+        model = {("class" if self.model.cls else "name"): self.model.target, **self.model.kwargs}
+        strategy: Any = ({"name": self.strategy.name, **self.strategy.options}
+                         if self.strategy.options else self.strategy.name)
+        out = {"model": model, "data": _asdict(self.data), "strategy": strategy,
+               "trainer": dataclasses.asdict(self.trainer), "hardware": self.hardware}
+        for k, v in self.sections.items():
+            out[k] = _asdict(v)
+        return out
+
+
+def _asdict(obj):
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Add a top-level config section validated against dataclass ``cls``."""
+    _SECTIONS[name] = cls
+
+
+BASE_KEYS = ("model", "data", "strategy", "trainer", "hardware")
+
+
+# ----------------------------------------------------------------------------- helpers
+def suggest(key: str, choices) -> str:
+    """`` did you mean 'x'?`` for the closest of ``choices`` (empty if none is close)."""
+    m = difflib.get_close_matches(str(key), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{m[0]}'?" if m else ""
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _example(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def check_type(value, tp, key: str):
+    """``value`` checked (and for floats, coerced) against annotation ``tp``; ConfigError if not."""
+    if tp is Any or tp is inspect.Parameter.empty:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return check_type(value, a, key)
+            except ConfigError:
+                pass
+        _bad_type(value, tp, key)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{key} must be one of {', '.join(repr(a) for a in args)}, got "
+                          f"{value!r}{suggest(value, args)}")
+    if origin in (list, tuple, typing.Sequence):
+        if isinstance(value, (list, tuple)):
+            inner = args[0] if args and args[0] is not Ellipsis else Any
+            return [check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        _bad_type(value, tp, key)
+    if origin is dict:
+        if isinstance(value, dict):
+            return value
+        _bad_type(value, tp, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        _bad_type(value, tp, key)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        _bad_type(value, tp, key)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        _bad_type(value, tp, key)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        _bad_type(value, tp, key)
+    if isinstance(tp, type) and tp is not type(None):
+        if isinstance(value, tp):
+            return value
+        _bad_type(value, tp, key)
+    return value
+
+
+def _bad_type(value, tp, key: str):
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__}); "
+                      f"fix it in the file or with --set {key}=<{_type_name(tp)}>")
+
+
+def _hints(obj) -> dict:
+    try:
+        return typing.get_type_hints(obj)
+    except Exception:  # unresolvable annotations: skip type checks
+        return {}
+
+
+def build_dataclass(cls: type, raw: Any, prefix: str):
+    """Instantiate dataclass ``cls`` from a mapping, naming unknown keys and wrong types."""
+    if raw is None:
+        raw = {}
+    if dataclasses.is_dataclass(raw) and isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix} must be a mapping of options, got {raw!r}; write e.g. "
+                          f"'{prefix}: {{key: value}}'")
+    names = [f.name for f in dataclasses.fields(cls)]
+    hints = _hints(cls)
+    kwargs = {}
+    for k, v in raw.items():
+        if k not in names:
+            raise ConfigError(f"unknown config key '{prefix}.{k}'"
+                              f"{suggest(f'{prefix}.{k}', [f'{prefix}.{n}' for n in names])} "
+                              f"(valid keys in {prefix}: {', '.join(names)})")
+        kwargs[k] = check_type(v, hints.get(k, Any), f"{prefix}.{k}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        msg = _one_line(e)
+        raise ConfigError(msg if msg.startswith(f"{prefix}.") else f"{prefix}: {msg}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+# ----------------------------------------------------------------------------- sections
+def _model_spec(raw: Any, data) -> ModelSpec:
+    from .. import models
+
+    if raw is None:
+        raw = {}
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"model must be a name or a mapping, got {raw!r}; write e.g. "
+                          f"'model: {{name: rsnn, hidden: 256}}'")
+    raw = dict(raw)
+    name, cls_path = raw.pop("name", None), raw.pop("class", None)
+    if name is not None and cls_path is not None:
+        raise ConfigError("model: give either model.name or model.class, not both")
+    target = cls_path or name or "rsnn"
+    key = "model.class" if cls_path else "model.name"
+    if not isinstance(target, str):
+        raise ConfigError(f"{key} must be a string, got {target!r}")
+    try:
+        cls = models.resolve(target)
+    except ValueError as e:
+        hint = suggest(target, models.available()) if cls_path is None else ""
+        raise ConfigError(f"{key}: {_one_line(e)}{hint}") from None
+    if not callable(cls):
+        raise ConfigError(f"{key}: {target!r} is not a class")
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None:
+        params = sig.parameters
+        var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        hints = _hints(cls.__init__) if isinstance(cls, type) else _hints(cls)
+        for k, v in list(raw.items()):
+            if k not in params and not var_kw:
+                raise ConfigError(f"unknown config key 'model.{k}' for model {target!r}"
+                                  f"{suggest(f'model.{k}', [f'model.{n}' for n in named])} "
+                                  f"(options: {', '.join(named)})")
+            if k in hints:
+                raw[k] = check_type(v, hints[k], f"model.{k}")
+        # sizes follow the data unless given
+        if data is not None:
+            for k, src in (("n_in", "n_in"), ("n_out", "n_classes")):
+                if k in params and k not in raw and hasattr(data, src):
+                    raw[k] = getattr(data, src)
+    return ModelSpec(name=None if cls_path else target, cls=cls_path, kwargs=raw)
+
+
+def _strategy_spec(raw: Any) -> StrategySpec:
+    from .. import strategies
+
+    if raw is None:
+        raw = "bptt"
+    if isinstance(raw, str):
+        name, options = raw, {}
+    elif isinstance(raw, dict):
+        options = dict(raw)
+        name = options.pop("name", None)
+        if name is None:
+            raise ConfigError("strategy.name is missing; write e.g. 'strategy: {name: checkpoint, "
+                              "segment: 100}' or 'strategy: bptt'")
+    else:
+        raise ConfigError(f"strategy must be a name or a mapping, got {raw!r}; write e.g. "
+                          f"'strategy: bptt'")
+    avail = strategies.available()
+    if name not in avail:
+        raise ConfigError(f"strategy: unknown strategy {name!r}{suggest(name, avail)} "
+                          f"(choose one of {', '.join(avail)})")
+    try:
+        strategies.get(name, **options)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"strategy.{name}: {_one_line(e)}") from None
+    return StrategySpec(name=name, options=options)
+
+
+def _data_config(raw: Any):
+    from ..data.config import DataConfig
+
+    data = build_dataclass(DataConfig, raw, "data")
+    kind = getattr(data, "kind", "synthetic")
+    for k in ("path", "test_path"):
+        p = getattr(data, k, None)
+        if p and kind != "synthetic" and not Path(p).expanduser().exists():
+            raise ConfigError(f"data.{k}: file '{p}' not found; give the path of an SHD HDF5 file "
+                              f"(e.g. --set data.{k}=shd_train.h5) or use data.kind: synthetic")
+    return data
+
+
+def _trainer_section(raw: Any) -> TrainerSection:
+    from ..trainer.optim import OPTIMIZERS
+
+    tr = build_dataclass(TrainerSection, raw, "trainer")
+    if tr.optimizer.lower() not in OPTIMIZERS:
+        raise ConfigError(f"trainer.optimizer: unknown optimizer {tr.optimizer!r}"
+                          f"{suggest(tr.optimizer, OPTIMIZERS)} (choose one of {', '.join(OPTIMIZERS)})")
+    if tr.engine not in ENGINES:
+        raise ConfigError(f"trainer.engine: unknown engine {tr.engine!r}{suggest(tr.engine, ENGINES)} "
+                          f"(choose one of {', '.join(ENGINES)})")
+    for k in ("epochs", "snapshot_every"):
+        if getattr(tr, k) < 0:
+            raise ConfigError(f"trainer.{k} must be >= 0, got {getattr(tr, k)}")
+    for k in ("batch_size", "workers"):
+        if getattr(tr, k) < 1:
+            raise ConfigError(f"trainer.{k} must be >= 1, got {getattr(tr, k)}")
+    if tr.lr <= 0:
+        raise ConfigError(f"trainer.lr must be > 0, got {tr.lr}")
+    return tr
+
+
+def _hardware(raw: Any) -> str:
+    from ..hardware import available_backends
+
+    choices = ["auto"] + available_backends()
+    if not isinstance(raw, str) or raw not in choices:
+        raise ConfigError(f"hardware: unknown hardware {raw!r}{suggest(str(raw), choices)} "
+                          f"(choose one of {', '.join(choices)})")
+    return raw
+
+
+def validate(raw: Any, source: Path | None = None) -> Config:
+    """A :class:`Config` from a plain dict (as read from YAML, overrides applied)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config must be a mapping of sections ({', '.join(BASE_KEYS)}), got "
+                          f"{type(raw).__name__}")
+    known = list(BASE_KEYS) + list(_SECTIONS)
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"unknown config key '{k}'{suggest(k, known)} "
+                              f"(valid sections: {', '.join(known)})")
+    data = _data_config(raw.get("data"))
+    model = _model_spec(raw.get("model"), data)
+    strategy = _strategy_spec(raw.get("strategy"))
+    trainer = _trainer_section(raw.get("trainer"))
+    hardware = _hardware(raw.get("hardware", "auto"))
+    sections = {k: build_dataclass(cls, raw.get(k), k) for k, cls in _SECTIONS.items()}
+    return Config(model=model, data=data, strategy=strategy, trainer=trainer, hardware=hardware,
+                  sections=sections, source=source)
+
+
+# ----------------------------------------------------------------------------- loading
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML file; ConfigError for a missing file or bad YAML."""
+    p = Path(path)
+    if not p.is_file():
+        near = sorted(x.name for x in p.parent.glob("*.yaml")) if p.parent.is_dir() else []
+        hint = f" ({p.parent}/ has: {', '.join(near)})" if near else ""
+        raise ConfigError(f"config file '{path}' not found; check the path{hint}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file '{path}'{where}: invalid YAML "
+                          f"({_one_line(getattr(e, 'problem', None) or e)})") from None
+    return raw or {}
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"trainer.epochs=3"`` -> ``(["trainer", "epochs"], 3)``; the value is read as YAML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key, got {item!r}; "
+                          f"e.g. --set trainer.epochs=3")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """Apply ``KEY=VALUE`` overrides (dotted keys) to a raw config dict (in place)."""
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            sub = node.get(part)
+            if sub is None:
+                sub = node[part] = {}
+            elif isinstance(sub, str) and i == 0 and part in ("strategy", "model"):
+                sub = node[part] = {"name": sub}
+            elif not isinstance(sub, dict):
+                raise ConfigError(f"--set {item}: '{'.'.join(path[:i + 1])}' is a value, not a "
+                                  f"section; set it directly, e.g. --set {'.'.join(path[:i + 1])}=...")
+            node = sub
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (None: all defaults), apply ``--set`` overrides, validate."""
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides)
+    return validate(raw, Path(path) if path is not None else None)

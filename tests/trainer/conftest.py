@@ -1,0 +1,22 @@
+import pytest
+import torch
+
+from spiketrain.data import DataConfig, build_datasets
+
+SMALL = dict(kind="synthetic", T=50, dt=0.02, n_in=100, n_classes=4, n_train=128, n_test=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory):
+    """(train_ds, test_ds): 4 classes, 100 channels, 50 steps; generated once per session."""
+    cache = tmp_path_factory.mktemp("data_cache")
+    return build_datasets(DataConfig(cache_dir=str(cache), **SMALL))
+
+
+def small_model(seed=0, **kw):
+    from spiketrain.models import RSNN
+
+    torch.manual_seed(seed)
+    opts = dict(n_in=100, hidden=32, n_out=4, dt=20.0, readout="mean")
+    opts.update(kw)
+    return RSNN(**opts)
