@@ -5,6 +5,7 @@ The glue is independent of what is trained. A *job* is built inside each worker 
 ``make_job(rank, world_size, device)`` and exposes::
 
     job.epochs: int
+    job.start_epoch: int               # optional (default 0): where a fresh start begins
     job.wrap_model(fn)                 # fn(model) -> DDP(model); the job trains the wrapper
     job.train_epoch(epoch) -> dict     # metrics of the epoch (already averaged over ranks)
     job.save_snapshot(dir)             # weights, optimizer, epoch, RNG into dir
@@ -77,7 +78,7 @@ def _worker_loop(cfg: dict) -> None:
     job = cfg["make_job"](rank, world, device)
     if world > 1 and dist.is_initialized():
         job.wrap_model(ddp_wrapper(device))
-    start, resumed_from = 0, None
+    start, resumed_from = int(getattr(job, "start_epoch", 0)), None
     ckpt = rt.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
@@ -86,7 +87,7 @@ def _worker_loop(cfg: dict) -> None:
     every = max(1, int(cfg.get("report_every", 1)))
     for epoch in range(start, job.epochs):
         metrics = dict(job.train_epoch(epoch))
-        metrics.update(epoch=epoch + 1, world_size=world,
+        metrics.update(epochs_done=epoch + 1, world_size=world,
                        resumed_from=-1 if resumed_from is None else resumed_from)
         last = epoch + 1 == job.epochs
         if (epoch + 1) % every and not last:
@@ -143,3 +144,126 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
     snap = result.checkpoint.path if result.checkpoint is not None else None
     return RayRunResult(metrics=dict(result.metrics or {}), snapshot=snap,
                         path=str(result.path) if getattr(result, "path", None) else None)
+
+
+# --------------------------------------------------------------------------- the Trainer on Ray
+_AVERAGED = ("train_loss", "train_acc", "sec_per_step")
+
+
+class _EngineOptimizer:
+    """Optimizer-shaped view of a DeepSpeed engine for the Trainer's loop: ``step`` runs the
+    engine's update (which zeroes the gradients), state goes to the ZeRO optimizer."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.param_groups = engine.optimizer.param_groups
+
+    def step(self):
+        self.engine.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        pass
+
+    def state_dict(self):
+        return self.engine.state_dict()
+
+    def load_state_dict(self, state):
+        self.engine.load_state_dict(state)
+
+
+class TrainerJob:
+    """The job protocol over a :class:`spiketrain.trainer.Trainer`: the same loop, metrics
+    (``out_dir/metrics.parquet``, rank 0) and snapshots as a local run, on this rank's shard."""
+
+    def __init__(self, trainer, rank: int, world_size: int, device=None,
+                 deepspeed: dict | None = None):
+        t = self.trainer = trainer
+        t.rank, t.world_size, t.workers = rank, world_size, 1
+        t.progress = t.progress and rank == 0
+        t.verbose = t.verbose and rank == 0
+        self.engine = None
+        t.setup()
+        if t.engine == "deepspeed":
+            from .deepspeed_engine import DeepSpeedEngine
+            opts = dict(deepspeed or {})
+            opts.setdefault("clip_grad", t.clip_grad or 0.0)
+            t.clip_grad = None  # DeepSpeed clips
+            self.engine = DeepSpeedEngine(t.model, t.optimizer, opts)
+            t.model, t.optimizer = self.engine.module, _EngineOptimizer(self.engine)
+        self.epochs = t.epochs
+        self.start_epoch = 0
+        if t.resume is not None:  # --resume RUN_DIR (a Ray snapshot, if any, wins over it)
+            t.load_snapshot(t.resume)
+            self.start_epoch = t.epoch
+
+    def wrap_model(self, fn) -> None:
+        if self.engine is None:  # a DeepSpeed engine reduces gradients itself
+            self.trainer.model = fn(self.trainer.model)
+
+    def train_epoch(self, epoch: int) -> dict:
+        import torch
+        import torch.distributed as dist
+
+        t = self.trainer
+        t.epoch = epoch
+        row = t.train_one_epoch()
+        t.epoch = epoch + 1
+        if t.world_size > 1 and dist.is_initialized():  # shard metrics -> whole-batch metrics
+            vals = torch.tensor([float(row.get(k, float("nan"))) for k in _AVERAGED],
+                                dtype=torch.float64)
+            dist.all_reduce(vals)
+            row.update({k: v / t.world_size for k, v in zip(_AVERAGED, vals.tolist())})
+            if t.is_main:
+                t.metrics.write()
+        return {k: v for k, v in row.items() if isinstance(v, (int, float, str))}
+
+    def save_snapshot(self, directory) -> None:
+        import shutil
+
+        from .snapshot import snapshot_path
+        shutil.copy2(snapshot_path(self.trainer.out_dir), Path(directory) / "snapshot.pt")
+
+    def load_snapshot(self, directory) -> int:
+        self.trainer.load_snapshot(directory)
+        return self.trainer.epoch
+
+
+def _make_trainer_job(trainer, deepspeed, rank, world_size, device):
+    return TrainerJob(trainer, rank, world_size, device, deepspeed=deepspeed)
+
+
+def fit(trainer, address: str | None = None, workers: int | None = None,
+        max_failures: int = 1, use_gpu: bool | None = None, deepspeed: dict | None = None) -> dict:
+    """Run ``trainer`` (a :class:`spiketrain.trainer.Trainer`) on Ray Train workers and return
+    its last epoch's metrics row. ``workers`` defaults to ``trainer.workers``; the run folder
+    (metrics, snapshot) is ``trainer.out_dir`` and Ray's own files go to ``out_dir/ray``."""
+    import functools
+
+    import torch
+
+    n = int(workers or trainer.workers)
+    if use_gpu is None:
+        use_gpu = trainer.hardware in ("cuda", "gpu") or (trainer.hardware == "auto"
+                                                          and torch.cuda.is_available())
+    out = Path(trainer.out_dir).resolve()
+    trainer.out_dir = out
+    if deepspeed is None:
+        cfg = getattr(trainer, "config", None)
+        deepspeed = getattr(cfg, "sections", {}).get("deepspeed") if cfg is not None else None
+        if deepspeed is not None and not isinstance(deepspeed, dict):
+            import dataclasses
+            deepspeed = dataclasses.asdict(deepspeed)
+    job = functools.partial(_make_trainer_job, trainer, deepspeed)
+    res = fit_ray(job, workers=n, run_dir=out, name="ray", use_gpu=use_gpu,
+                  max_failures=max_failures, address=address)
+    return res.metrics
+
+
+def fit_local(trainer, deepspeed: dict | None = None) -> dict:
+    """The Ray workers' loop in this process, one worker, no Ray (``--no-ray``); also how
+    ``engine: deepspeed`` trains without Ray (a gloo process group of one)."""
+    job = TrainerJob(trainer, 0, 1, deepspeed=deepspeed)
+    row: dict = {}
+    for epoch in range(job.start_epoch, job.epochs):
+        row = job.train_epoch(epoch)
+    return row

@@ -65,7 +65,7 @@ def test_killed_worker_resumes_from_last_snapshot(ray_local, tmp_path):
     assert killed is not None, "run ended before a worker could be killed"
     res = box["r"]
     assert res.metrics["resumed_from"] >= 1  # the new worker group started from a snapshot
-    assert res.metrics["epoch"] == 6
+    assert res.metrics["epochs_done"] == 6
     assert _worker_info(tmp_path, "killed", 1)["pid"] != killed["pid"]
     for k in ("loss", "accuracy"):
         assert res.metrics[k] == pytest.approx(clean.metrics[k], rel=1e-6, abs=1e-9)

@@ -1,0 +1,71 @@
+"""How ``spiketrain train`` runs: in this process, or on Ray Train workers.
+
+``--workers N`` trains on N Ray Train workers, on an embedded local Ray started for the run and
+shut down after it, or on the cluster of ``--address`` / ``$RAY_ADDRESS``. ``trainer.workers > 1``
+or ``trainer.engine: deepspeed`` in the config also go to Ray. ``--no-ray`` trains in this
+process (one worker; DeepSpeed then runs over a gloo process group of one).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from .config import ConfigError
+
+
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--address``, ``--no-ray``, ``--max-failures`` on a sub-command."""
+    g = p.add_argument_group("Ray")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="data-parallel workers on Ray Train (default: trainer.workers); without "
+                        "--address an embedded local Ray runs for the duration of the command")
+    g.add_argument("--address", help="join a running Ray cluster, e.g. ray://HEAD:10001 or "
+                   "HEAD:6379 (default: $RAY_ADDRESS)")
+    g.add_argument("--no-ray", action="store_true",
+                   help="train in this process without Ray (one worker, for debugging)")
+    g.add_argument("--max-failures", type=int, default=1, metavar="N",
+                   help="restart the workers from the last snapshot up to N times (default 1)")
+
+
+def _deepspeed_options(trainer) -> dict | None:
+    cfg = getattr(trainer, "config", None)
+    sec = getattr(cfg, "sections", {}).get("deepspeed") if cfg is not None else None
+    return dataclasses.asdict(sec) if dataclasses.is_dataclass(sec) else sec
+
+
+def fit(trainer, args: argparse.Namespace) -> dict:
+    """Train ``trainer`` as the command line asks; returns the last epoch's metrics row."""
+    from ..trainer import ray_train
+
+    workers = args.workers if getattr(args, "workers", None) is not None else trainer.workers
+    address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS") or None
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if getattr(args, "no_ray", False):
+        if workers > 1 or getattr(args, "address", None):
+            raise ConfigError(f"--no-ray trains in this process: drop --workers {workers}"
+                              f"{' and --address' if args.address else ''}, or drop --no-ray")
+        trainer.workers = 1
+        if trainer.engine == "torch":
+            return trainer.fit()
+        return ray_train.fit_local(trainer, deepspeed=_deepspeed_options(trainer))
+    use_ray = (getattr(args, "workers", None) is not None or address is not None
+               or workers > 1 or trainer.engine != "torch")
+    if not use_ray:
+        return trainer.fit()
+    trainer.workers = workers
+    return ray_train.fit(trainer, address=address, workers=workers,
+                         max_failures=getattr(args, "max_failures", 1),
+                         deepspeed=_deepspeed_options(trainer))
+
+
+def _register_sections() -> None:
+    from ..trainer.deepspeed_engine import DeepSpeedOptions
+    from .config import _SECTIONS, register_section
+
+    if "deepspeed" not in _SECTIONS:
+        register_section("deepspeed", DeepSpeedOptions)
+
+
+_register_sections()
