@@ -31,6 +31,10 @@ def reduce_outputs(outputs: Tensor, how: str = "max") -> Tensor:
     raise ValueError(f"unknown readout {how!r}; choose one of {READOUTS}")
 
 
+def _is_sparse_spikes(x) -> bool:
+    return not isinstance(x, Tensor) and hasattr(x, "time_ptr") and hasattr(x, "dense")
+
+
 @register("rsnn")
 class RSNN(RecurrentModel):
     """Recurrent SNN. State: ``(layer_0_state, ..., layer_{N-1}_state, o)``.
@@ -41,6 +45,10 @@ class RSNN(RecurrentModel):
         neuron: ``"lif"`` or ``"alif"``; reset: ``"subtract"`` or ``"zero"``.
         tau_mem, tau_out, tau_adapt, dt: time constants (ms); surrogate: name.
         readout: how :meth:`logits` reduces outputs over time.
+        fused: :meth:`chunk` runs each layer as one fused autograd node
+            (:mod:`spiketrain.hardware.fused_lif`); False loops :meth:`step`-style ops.
+        sparse: input projection kernel, ``"auto"`` (by spike rate), ``"sparse"`` or ``"dense"``.
+        spike_storage: how spikes are kept for backward: ``"bool"``, ``"bits"`` or ``"float"``.
     """
 
     def __init__(self, n_in: int = 700, hidden: int | list[int] = 256, n_out: int = 20,
@@ -48,8 +56,17 @@ class RSNN(RecurrentModel):
                  reset: str = "subtract", surrogate: str = "fast_sigmoid", tau_mem: float = 20.0,
                  tau_out: float = 20.0, tau_adapt: float = 200.0, dt: float = 1.0,
                  threshold: float = 1.0, readout: str = "max", input_gain: float = 3.0,
-                 rec_gain: float = 1.0):
+                 rec_gain: float = 1.0, fused: bool = True, sparse: str = "auto",
+                 spike_storage: str = "bool"):
         super().__init__()
+        from ..hardware.bits import STORAGES
+        from ..hardware.sparse import MODES
+        if sparse not in MODES:
+            raise ValueError(f"sparse must be one of {MODES}, got {sparse!r}")
+        if spike_storage not in STORAGES:
+            raise ValueError(f"spike_storage must be one of {STORAGES}, got {spike_storage!r}")
+        self.fused, self.sparse, self.spike_storage = bool(fused), sparse, spike_storage
+        self.fused_block = 256  # steps between membrane checkpoints inside a fused chunk
         if neuron not in NEURONS:
             raise ValueError(f"unknown neuron {neuron!r}; choose one of {sorted(NEURONS)}")
         if readout not in READOUTS:
@@ -93,9 +110,33 @@ class RSNN(RecurrentModel):
         o = self._readout(o, inp)
         return tuple(new) + (o,), o
 
-    def chunk(self, state, x: Tensor):
-        """``x [T, B, n_in] -> (state, o [T, B, n_out])``; first layer's input
-        projection runs once over the whole chunk."""
+    def chunk(self, state, x):
+        """``x [T, B, n_in]`` (Tensor or SparseSpikes) ``-> (state, o [T, B, n_out])``;
+        same result as looping :meth:`step`.
+
+        Fused (default): each layer is one autograd node that keeps its spikes in binary
+        form and its membrane every few hundred steps, and recomputes the rest in
+        backward; the first layer's input projection runs once over the whole chunk,
+        through the sparse kernel when the input spike rate is low.
+        """
+        sparse_in = _is_sparse_spikes(x)
+        if not self.fused:
+            return self._chunk_loop(state, x.dense() if sparse_in else x)
+        from ..hardware.fused_lif import fused_layer, leaky_readout
+        *hs, o = state
+        hs = list(hs)
+        inp, store = (None, None) if sparse_in else (x, None)
+        for k, layer in enumerate(self.layers):
+            hs[k], inp, store = fused_layer(layer, hs[k], inp, in_store=store,
+                                            sparse=x if (k == 0 and sparse_in) else None,
+                                            mode=self.sparse, storage=self.spike_storage,
+                                            block=self.fused_block)
+        outs = leaky_readout(inp, store, self.w_out, self.b_out, o, self.kappa)
+        return tuple(hs) + (outs[-1],), outs
+
+    def _chunk_loop(self, state, x: Tensor):
+        """Reference multi-step path: autograd through the step ops (first layer's input
+        projection over the whole chunk)."""
         *hs, o = state
         first = self.layers[0]
         i_in = first.input_current(x)

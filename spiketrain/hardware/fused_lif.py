@@ -1,0 +1,299 @@
+"""Fused multi-step LIF/ALIF layer and leaky readout: a whole chunk in one autograd node.
+
+The forward pass loops over time without autograd and keeps only what the backward pass
+cannot cheaply rebuild: the output spikes in binary form (:class:`~.bits.SpikeStore`,
+1 byte or 1 bit each) and the membrane state every ``block`` steps. The backward pass
+walks the blocks in reverse; per block it recomputes the input current (one matmul, or
+the sparse kernel), the recurrent current (one matmul over the block's stored spikes) and
+the membrane trace (elementwise), then runs the hand-written reverse recursion, which is
+exactly the chain rule of :meth:`LIFLayer.dynamics` (surrogate, reset and adaptation
+terms, recurrent weights), and accumulates the weight gradients with one matmul per
+block. The forward ops are the ones of ``step`` in the same order, so spikes and
+membranes are bit-identical to looping ``step``.
+
+Tensors are time-major: inputs ``[T, B, n_in]``, spikes ``[T, B, H]``, states ``[B, H]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..models.surrogates import SURROGATE_GRADS
+from .bits import SpikeStore
+from .sparse import SparseIndex, choose_mode, project
+
+DEFAULT_BLOCK = 256
+
+
+@dataclass
+class LayerSpec:
+    """Constants of one LIF/ALIF layer (see :mod:`spiketrain.models.neurons`)."""
+
+    beta: float
+    threshold: float
+    reset: str
+    surrogate: str
+    recurrent: bool
+    alif: bool = False
+    rho: float = 0.0
+    adapt: float = 0.0
+
+    @classmethod
+    def of(cls, layer) -> "LayerSpec":
+        alif = hasattr(layer, "rho")
+        return cls(beta=layer.beta, threshold=layer.threshold, reset=layer.reset,
+                   surrogate=layer.surrogate, recurrent=layer.recurrent, alif=alif,
+                   rho=getattr(layer, "rho", 0.0), adapt=getattr(layer, "adapt", 0.0))
+
+
+class LayerInput:
+    """What feeds a layer: a dense chunk (``kind="dense"``, kept by reference), binary
+    spikes of the layer below (``"spikes"``, kept as its SpikeStore) or a SparseSpikes
+    train (``"sparse"``, indices only)."""
+
+    def __init__(self, kind: str, mode: str, store: SpikeStore | None = None, sparse=None):
+        self.kind, self.mode, self.store, self.sparse = kind, mode, store, sparse
+
+    def index(self, t0: int, t1: int, x: Tensor | None) -> SparseIndex:
+        if self.kind == "sparse":
+            sp = self.sparse.slice(t0, t1) if (t0, t1) != (0, self.sparse.shape[0]) else self.sparse
+            B, N = sp.shape[1], sp.shape[2]
+            rows = sp.times * B + sp.batch
+            return SparseIndex.from_rows(rows, sp.units, ((t1 - t0) * B, N))
+        xb = x[t0:t1] if self.kind == "dense" else self.store.load_range(t0, t1, torch.bool)
+        return SparseIndex.from_dense(xb.reshape(-1, xb.shape[-1]),
+                                      binary=True if self.kind == "spikes" else None)
+
+    def block(self, t0: int, t1: int, x: Tensor | None, dtype) -> Tensor:
+        """Dense rows ``t0:t1`` of the input, ``[n, B, n_in]``."""
+        if self.kind == "dense":
+            return x[t0:t1]
+        if self.kind == "spikes":
+            return self.store.load_range(t0, t1, dtype)
+        return self.sparse.slice(t0, t1).dense(dtype=dtype)
+
+    def current(self, t0: int, t1: int, x: Tensor | None, w_in: Tensor, B: int) -> Tensor:
+        """Input current of steps ``t0:t1``: ``[n, B, H]``."""
+        n = t1 - t0
+        if self.mode == "sparse":
+            return self.index(t0, t1, x).project(w_in).view(n, B, -1)
+        return project(self.block(t0, t1, x, w_in.dtype), w_in, "dense")
+
+    def grad_weight(self, t0: int, t1: int, x: Tensor | None, g: Tensor) -> Tensor:
+        """``sum_t g_t^T x_t`` over the block: ``g [n, B, H] -> [H, n_in]``."""
+        g2 = g.reshape(-1, g.shape[-1])
+        if self.mode == "sparse":
+            return self.index(t0, t1, x).grad_weight(g2)
+        xb = self.block(t0, t1, x, g.dtype)
+        return g2.t() @ xb.reshape(-1, xb.shape[-1])
+
+
+def _membrane(spec: LayerSpec, i_in: Tensor, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
+              z: Tensor, spikes_out: Tensor, block: int):
+    """Forward loop (no autograd). Writes spikes (bool) into ``spikes_out [T, B, H]``; returns
+    the final ``(v, a, z)`` and the states ``(v, a)`` at the start of every block."""
+    wt = w_rec.t() if spec.recurrent else None
+    beta, thr0, sub = spec.beta, spec.threshold, spec.reset == "subtract"
+    ck_v, ck_a = [], []
+    for t, i_t in enumerate(i_in.unbind(0)):
+        if t % block == 0:
+            ck_v.append(v)
+            ck_a.append(a)
+        cur = i_t + z @ wt if wt is not None else i_t
+        if spec.alif:
+            a = spec.rho * a + z
+            thr = thr0 + spec.adapt * a
+            v = beta * v + cur - thr * z if sub else beta * v * (1.0 - z) + cur
+            x = (v - thr) / thr0
+        else:
+            v = beta * v + cur - thr0 * z if sub else beta * v * (1.0 - z) + cur
+            x = (v - thr0) / thr0
+        torch.gt(x, 0, out=spikes_out[t])
+        z = spikes_out[t].to(v.dtype)
+    return (v, a, z), ck_v, ck_a
+
+
+class _FusedLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w_in, w_rec, v0, a0, z0, spec: LayerSpec, inp: LayerInput, storage: str,
+                block: int, B: int, T: int, holder: dict):
+        dtype = w_in.dtype
+        i_in = inp.current(0, T, x, w_in, B)
+        H = w_in.shape[0]
+        spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
+        (v, a, z), ck_v, ck_a = _membrane(spec, i_in, w_rec, v0, a0, z0, spikes, block)
+        store = SpikeStore(spikes, storage)
+        ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
+        ctx.storage = storage
+        ck_v = torch.stack(ck_v)
+        ck_a = torch.stack(ck_a) if spec.alif else None
+        in_store = inp.store.tensor if inp.kind == "spikes" else None
+        ctx.save_for_backward(x, w_in, w_rec, z0, store.tensor, ck_v, ck_a, in_store)
+        # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
+        holder["store"] = store
+        z_all = spikes.to(dtype)
+        return (z_all, v) + ((a,) if spec.alif else ())
+
+    @staticmethod
+    def backward(ctx, gz_all, gv_T, *ga):
+        x, w_in, w_rec, z0, st, ck_v, ck_a, in_st = ctx.saved_tensors
+        spec, inp, K = ctx.spec, ctx.inp, ctx.block
+        T, B, H = ctx.shape
+        if inp.kind == "spikes":
+            inp = LayerInput("spikes", inp.mode, SpikeStore.wrap(in_st, inp.store.shape, inp.store.storage))
+        store = SpikeStore.wrap(st, (T, B, H), ctx.storage)
+        dt = w_in.dtype
+        fn, scale = SURROGATE_GRADS[spec.surrogate]
+        beta, thr0, sub = spec.beta, spec.threshold, spec.reset == "subtract"
+        need_x, need_win, need_wrec = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        zeros = torch.zeros(B, H, dtype=dt, device=w_in.device)
+        cv = gv_T if gv_T is not None else zeros
+        ca = (ga[0] if ga and ga[0] is not None else zeros) if spec.alif else None
+        if gz_all is None:
+            gz_all = torch.zeros(T, B, H, dtype=dt, device=w_in.device)
+        cz = None
+        g_win = torch.zeros_like(w_in) if need_win else None
+        g_wrec = torch.zeros_like(w_rec) if (w_rec is not None and need_wrec) else None
+        g_x = torch.empty(T, B, w_in.shape[1], dtype=dt, device=w_in.device) if need_x else None
+        wt = w_rec.t() if spec.recurrent else None
+        # LIF subtract: d v_t / d z_{t-1} = W_rec^T - theta I, folded into one matrix
+        w_back = None
+        if spec.recurrent:
+            w_back = w_rec - thr0 * torch.eye(H, dtype=dt, device=w_in.device) \
+                if (sub and not spec.alif) else w_rec
+        nblk = ck_v.shape[0]
+        for bi in reversed(range(nblk)):
+            t0, t1 = bi * K, min((bi + 1) * K, T)
+            n = t1 - t0
+            z_blk = store.load_range(max(t0 - 1, 0), t1, dt)
+            zprev = torch.cat([z0.detach().unsqueeze(0), z_blk[:-1]]) if t0 == 0 else z_blk[:-1]
+            cur = inp.current(t0, t1, x, w_in, B)
+            if wt is not None:
+                cur = cur + zprev @ wt
+            # recompute membrane (and adaptation) over the block
+            v, a = ck_v[bi], (ck_a[bi] if spec.alif else None)
+            vs = torch.empty(n, B, H, dtype=dt, device=w_in.device)
+            thrs = torch.empty(n, B, H, dtype=dt, device=w_in.device) if spec.alif else None
+            for k in range(n):
+                z = zprev[k]
+                if spec.alif:
+                    a = spec.rho * a + z
+                    thr = thr0 + spec.adapt * a
+                    thrs[k] = thr
+                    v = beta * v + cur[k] - thr * z if sub else beta * v * (1.0 - z) + cur[k]
+                else:
+                    v = beta * v + cur[k] - thr0 * z if sub else beta * v * (1.0 - z) + cur[k]
+                vs[k] = v
+            xarg = (vs - (thrs if spec.alif else thr0)) / thr0
+            s = fn(xarg, scale) / thr0
+            if sub:
+                m = None
+                nterm = -thrs if spec.alif else None
+            else:
+                vprev = torch.cat([ck_v[bi].unsqueeze(0), vs[:-1]])
+                m = beta * (1.0 - zprev)
+                nterm = -beta * vprev
+            gI = torch.empty(n, B, H, dtype=dt, device=w_in.device)
+            for k in range(n - 1, -1, -1):
+                gz = gz_all[t0 + k] if cz is None else gz_all[t0 + k] + cz
+                if spec.alif:
+                    gzs = gz * s[k]
+                    gv = torch.add(gzs, cv, out=gI[k])
+                    gA = -gzs - gv * zprev[k] if sub else -gzs
+                    gav = spec.adapt * gA + ca
+                    ca = spec.rho * gav
+                    cz = gav + gv * nterm[k]
+                    if w_back is not None:
+                        cz = cz + gv @ w_back
+                else:
+                    gv = torch.addcmul(cv, gz, s[k], out=gI[k])
+                    if w_back is not None:
+                        cz = gv @ w_back
+                        if nterm is not None:
+                            cz = torch.addcmul(cz, gv, nterm[k])
+                    else:
+                        cz = -thr0 * gv if sub else gv * nterm[k]
+                cv = beta * gv if m is None else gv * m[k]
+            if g_wrec is not None:
+                g_wrec += gI.reshape(-1, H).t() @ zprev.reshape(-1, H)
+            if g_win is not None:
+                g_win += inp.grad_weight(t0, t1, x, gI)
+            if g_x is not None:
+                g_x[t0:t1] = gI @ w_in
+        ga0 = ca if spec.alif else None
+        gz0 = cz if cz is not None else zeros
+        return (g_x, g_win, g_wrec, cv, ga0, gz0, None, None, None, None, None, None, None)
+
+
+def fused_layer(layer, h, x, *, in_store: SpikeStore | None = None, sparse=None,
+                mode: str = "auto", storage: str = "bool", block: int = DEFAULT_BLOCK):
+    """Run ``layer`` (LIFLayer/ALIFLayer) over a chunk in one autograd node.
+
+    ``x [T, B, n_in]`` dense input (or None with ``sparse`` a SparseSpikes train);
+    ``in_store`` marks ``x`` as binary spikes of the layer below, kept in that store.
+    Returns ``(h_T, z_all [T, B, H], store)`` where ``store`` holds ``z_all`` in binary form.
+    """
+    spec = LayerSpec.of(layer)
+    if sparse is not None:
+        T, B = sparse.shape[0], sparse.shape[1]
+        kind, m = "sparse", ("dense" if mode == "dense" else "sparse")
+    else:
+        T, B = x.shape[0], x.shape[1]
+        kind = "spikes" if in_store is not None else "dense"
+        m = choose_mode(x, mode)
+    inp = LayerInput(kind, m, store=in_store, sparse=sparse)
+    if kind == "sparse" and m == "dense":
+        x, inp = sparse.dense(dtype=layer.w_in.dtype), LayerInput("dense", "dense")
+    v0, z0 = h[0], h[-1]
+    a0 = h[1] if spec.alif else None
+    holder: dict = {}
+    outs = _FusedLayer.apply(x, layer.w_in, layer.w_rec, v0, a0, z0, spec, inp, storage, block, B,
+                             T, holder)
+    z_all = outs[0]
+    h_new = (outs[1], outs[2], z_all[-1]) if spec.alif else (outs[1], z_all[-1])
+    return h_new, z_all, holder["store"]
+
+
+class _LeakyReadout(torch.autograd.Function):
+    """``o_t = kappa o_{t-1} + z_t W^T + b`` over a chunk; keeps ``z`` only in binary form."""
+
+    @staticmethod
+    def forward(ctx, z_all, w, b, o0, kappa: float, st, shape, storage):
+        u = z_all @ w.t()
+        outs = torch.empty(u.shape, dtype=u.dtype, device=u.device)
+        o = o0
+        for t, u_t in enumerate(u.unbind(0)):
+            o = torch.add(kappa * o + u_t, b, out=outs[t])
+        ctx.kappa, ctx.shape, ctx.storage = kappa, shape, storage
+        ctx.save_for_backward(w, st)
+        return outs
+
+    @staticmethod
+    def backward(ctx, go):
+        w, st = ctx.saved_tensors
+        kappa = ctx.kappa
+        gu = torch.empty_like(go)
+        c = None
+        for t in range(go.shape[0] - 1, -1, -1):
+            if c is None:
+                gu[t] = go[t]
+            else:
+                torch.add(go[t], c, out=gu[t])
+            c = kappa * gu[t]
+        gz = gu @ w if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1]:
+            z = SpikeStore.wrap(st, ctx.shape, ctx.storage).load(go.dtype)
+            gw = gu.reshape(-1, gu.shape[-1]).t() @ z.reshape(-1, z.shape[-1])
+        if ctx.needs_input_grad[2]:
+            gb = gu.sum((0, 1))
+        return gz, gw, gb, c, None, None, None, None
+
+
+def leaky_readout(z_all: Tensor, store: SpikeStore, w: Tensor, b: Tensor, o0: Tensor,
+                  kappa: float) -> Tensor:
+    """Leaky readout over a chunk: ``z_all [T, B, H] -> o [T, B, C]`` with
+    ``o_t = kappa o_{t-1} + z_t W^T + b``; ``store`` holds ``z_all`` in binary form."""
+    return _LeakyReadout.apply(z_all, w, b, o0, kappa, store.tensor, store.shape, store.storage)

@@ -1,0 +1,165 @@
+"""Sparse spike kernels: ``spikes @ W^T`` that pay only for the active inputs.
+
+``spike_linear(spikes [..., n_in], weight [n_out, n_in], mode)``:
+
+- ``"dense"``: one matmul over every element.
+- ``"sparse"``: ``torch.nn.functional.embedding_bag`` (mode ``sum``) over the active
+  indices: each output row is the sum of the weight columns of its active inputs (values
+  other than 1 are used as per-sample weights, so any sparse tensor works). The weight
+  gradient is again an embedding-bag sum, this time of output-gradient rows grouped by
+  input unit, so the backward pass is sparse too.
+- ``"auto"``: sparse when the measured spike rate is at most :data:`SPARSE_MAX_RATE`,
+  a crossover calibrated by ``benchmarks/kernels.py`` (override with
+  :func:`set_sparse_max_rate` or ``SPIKETRAIN_SPARSE_MAX_RATE``).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MODES = ("auto", "sparse", "dense")
+
+# Crossover spike rate measured by benchmarks/kernels.py on the CPU (forward + weight
+# gradient, 32x700 -> 256, T=1000): sparse wins clearly below it.
+SPARSE_MAX_RATE = float(os.environ.get("SPIKETRAIN_SPARSE_MAX_RATE", 0.15))
+
+
+def set_sparse_max_rate(rate: float) -> None:
+    """Set the spike rate up to which ``mode="auto"`` takes the sparse path."""
+    global SPARSE_MAX_RATE
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    SPARSE_MAX_RATE = float(rate)
+
+
+def spike_rate(x: Tensor) -> float:
+    """Fraction of nonzero elements of ``x``."""
+    n = x.numel()
+    return float(x.count_nonzero()) / n if n else 0.0
+
+
+def choose_mode(x: Tensor | None, mode: str = "auto", rate: float | None = None) -> str:
+    """``"sparse"`` or ``"dense"`` for input ``x`` (auto: by measured spike rate)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    if rate is None:
+        rate = spike_rate(x)
+    return "sparse" if rate <= SPARSE_MAX_RATE else "dense"
+
+
+class SparseIndex:
+    """Active entries of a 2-D ``[R, n_in]`` input, grouped by row (for the projection)
+    (the weight gradient is a sparse COO matmul). ``vals`` is None when all
+    active values are 1."""
+
+    def __init__(self, rows: Tensor, cols: Tensor, vals: Tensor | None, shape,
+                 source: Tensor | None = None):
+        self.vals, self.source = vals, source
+        self.shape = (int(shape[0]), int(shape[1]))
+        idx_t = torch.int32 if max(self.shape) < 2**31 - 1 else torch.int64
+        self.rows, self.cols = rows.to(idx_t), cols.to(idx_t)
+        self._row_offsets = None
+
+    @classmethod
+    def from_dense(cls, x: Tensor, binary: bool | None = None) -> "SparseIndex":
+        """``x [R, n_in]`` -> its nonzero entries (row-major). ``binary=True`` skips the
+        check that every active value is 1 (bool inputs are binary)."""
+        nz = x.nonzero()
+        rows, cols = nz[:, 0], nz[:, 1]
+        if x.dtype == torch.bool:
+            binary = True
+        vals = None
+        if not binary:
+            vals = x[rows, cols]
+            if binary is None and (vals.numel() == 0 or bool((vals == 1).all())):
+                vals = None
+        return cls(rows, cols, vals, x.shape, source=x)
+
+    @classmethod
+    def from_rows(cls, rows: Tensor, cols: Tensor, shape, vals: Tensor | None = None) -> "SparseIndex":
+        """From (row, col) pairs in any order (sorted by row here)."""
+        if rows.numel() and not bool((rows[1:] >= rows[:-1]).all()):
+            order = torch.argsort(rows, stable=True)
+            rows, cols = rows[order], cols[order]
+            vals = None if vals is None else vals[order]
+        return cls(rows, cols, vals, shape)
+
+    @property
+    def nnz(self) -> int:
+        return self.rows.numel()
+
+    def _offsets(self, keys: Tensor, n: int) -> Tensor:
+        counts = torch.bincount(keys.long(), minlength=n)
+        return (torch.cumsum(counts, 0) - counts).to(keys.dtype)
+
+    def project(self, weight: Tensor) -> Tensor:
+        """``x @ weight^T``: ``weight [n_out, n_in] -> [R, n_out]``."""
+        R = self.shape[0]
+        if self.nnz == 0:
+            return weight.new_zeros(R, weight.shape[0])
+        if self._row_offsets is None:
+            self._row_offsets = self._offsets(self.rows, R)
+        return F.embedding_bag(self.cols, weight.t().contiguous(), self._row_offsets, mode="sum",
+                               per_sample_weights=self.vals)
+
+    def grad_weight(self, grad_out: Tensor) -> Tensor:
+        """``grad_out^T @ x``: ``grad_out [R, n_out] -> [n_out, n_in]``."""
+        n_in = self.shape[1]
+        if self.nnz == 0:
+            return grad_out.new_zeros(grad_out.shape[1], n_in)
+        idx = torch.stack([self.cols.long(), self.rows.long()])
+        vals = self.vals if self.vals is not None else grad_out.new_ones(self.nnz)
+        xt = torch.sparse_coo_tensor(idx, vals.to(grad_out.dtype), (n_in, self.shape[0]),
+                                     check_invariants=False)
+        return torch.sparse.mm(xt, grad_out.contiguous()).t()
+
+
+def project(x: Tensor, weight: Tensor, mode: str) -> Tensor:
+    """No-grad helper: ``x [..., n_in] @ weight^T`` by ``mode`` (sparse or dense)."""
+    if mode == "dense":
+        return x @ weight.t()
+    lead = x.shape[:-1]
+    return SparseIndex.from_dense(x.reshape(-1, x.shape[-1])).project(weight).view(*lead, -1)
+
+
+class _SpikeLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, mode: str):
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        ctx.mode, ctx.lead = mode, lead
+        y = project(x2, weight, mode)
+        ctx.save_for_backward(weight, x2)
+        return y.view(*lead, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, gy: Tensor):
+        weight, *rest = ctx.saved_tensors
+        g2 = gy.reshape(-1, gy.shape[-1])
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = (g2 @ weight).view(*ctx.lead, weight.shape[1])
+        if ctx.needs_input_grad[1]:
+            if ctx.mode == "sparse":
+                gw = SparseIndex.from_dense(rest[0]).grad_weight(g2)
+            else:
+                gw = g2.t() @ rest[0]
+        return gx, gw, None
+
+
+def spike_linear(spikes: Tensor, weight: Tensor, mode: str = "auto") -> Tensor:
+    """``spikes [..., n_in] @ weight [n_out, n_in]^T -> [..., n_out]`` with autograd.
+
+    ``mode``: ``"sparse"`` (embedding-bag over active inputs), ``"dense"`` (matmul) or
+    ``"auto"`` (sparse when the spike rate is <= :data:`SPARSE_MAX_RATE`). Both paths give
+    the same outputs and gradients (to float rounding) for any input values.
+    """
+    if spikes.shape[-1] != weight.shape[1]:
+        raise ValueError(f"spikes have {spikes.shape[-1]} inputs but weight expects {weight.shape[1]}")
+    m = choose_mode(spikes, mode)
+    return _SpikeLinear.apply(spikes, weight, m)
