@@ -4,6 +4,7 @@ from . import checkpoint  # noqa: F401  (registers "checkpoint")
 from . import revolve  # noqa: F401  (registers "revolve")
 from . import double  # noqa: F401  (registers "double")
 from . import offload  # noqa: F401  (registers "offload")
+from . import auto  # noqa: F401  (registers "auto")
 from . import eprop  # noqa: F401  (registers "eprop")
 from .base import BudgetError, Report, Strategy
 from .registry import available, get, register

@@ -40,6 +40,21 @@ from . import inputs as inp
 REDUCTIONS = (None, "sum", "mean", "max", "last")
 
 
+def apply_reduce(y: Tensor, how: str | None) -> Tensor:
+    """``y [T, B, ...]`` reduced over time like ``reduce=`` does inside the strategies."""
+    if how is None:
+        return y
+    if how == "sum":
+        return y.sum(0)
+    if how == "mean":
+        return y.mean(0)
+    if how == "max":
+        return y.max(0).values
+    if how == "last":
+        return y[-1]
+    raise ValueError(f"unknown reduce {how!r}; choose one of {REDUCTIONS}")
+
+
 class ImpureStepError(RuntimeError):
     """Recomputing a segment gave different outputs than the first forward."""
 

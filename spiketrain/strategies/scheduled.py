@@ -6,6 +6,7 @@ each tier will need. The plan is checked against the budget BEFORE anything runs
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -34,7 +35,13 @@ class SavedModel:
             return 0
         if L in self.exact:
             return self.exact[L]
-        return self.first + (L - 1) * self.per_step
+        pts = sorted(self.exact.items()) or [(1, self.first), (2, self.first + self.per_step)]
+        if len(pts) < 2:
+            return self.first + (L - 1) * self.per_step
+        lo = [p for p in pts if p[0] < L]
+        hi = [p for p in pts if p[0] > L]
+        (a, fa), (b, fb) = (lo[-1], hi[0]) if lo and hi else (pts[-2], pts[-1])
+        return int(math.ceil(fa + (L - a) * (fb - fa) / (b - a)))
 
     def measure(self, lengths) -> bool:
         """Measure the given lengths exactly; True if anything new was measured."""

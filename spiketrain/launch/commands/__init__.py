@@ -3,4 +3,8 @@ COMMANDS = [
     "train",
     "sweep",
     "report",
+    "submit",
+    "status",
+    "logs",
+    "plan",
 ]

@@ -1,0 +1,256 @@
+"""Sequence-length sweep: time and memory per memory strategy, SHD shape (700 -> 256 -> 20,
+batch 32, input spike rate 2 %), beside torch.utils.checkpoint (reentrant, non-reentrant).
+
+Every (strategy, T) runs in a fresh subprocess so its peak RSS is its own. Inputs are a
+seeded Poisson spike source generated per 100-step block on demand (a T = 1,000,000 train
+at 2 % would be 450 M spikes: too big to hold in any form within 2 GiB); strategies densify
+one segment at a time, BPTT and torch.utils.checkpoint get the dense tensor.
+
+    python benchmarks/seqlen.py                          # sweep T in {1k, 3k, 10k} (quick)
+    python benchmarks/seqlen.py --T 1000 3000 10000 30000 100000 --repeats 3
+    python benchmarks/seqlen.py --one double 1000000 --reduce max     # one run, JSON line
+    python benchmarks/seqlen.py --longest 1GiB           # longest T per strategy in 1 GiB
+    python benchmarks/seqlen.py --auto --T 300 1000 --budgets 2MiB 8MiB 64MiB
+
+Numbers are medians of ``--repeats`` training steps (forward + backward + SGD step); the
+machine may be shared, so compare ratios measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import spiketrain as st  # noqa: E402
+from spiketrain.hardware.units import format_size, parse_size  # noqa: E402
+from spiketrain.models import RSNN  # noqa: E402
+
+N_IN, HIDDEN, N_OUT, BATCH, RATE = 700, 256, 20, 32, 0.02
+
+
+class PoissonSource:
+    """Seeded Poisson spike train ``[T, B, N]`` generated per ``block`` steps on demand:
+    ``.dense(t0, t1)`` returns the same values every time (recomputation is exact)."""
+
+    def __init__(self, T, B=BATCH, N=N_IN, rate=RATE, seed=0, block=100):
+        self.shape = torch.Size((T, B, N))
+        self.T, self.B, self.N, self.rate, self.seed, self.block = T, B, N, rate, seed, block
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def dim(self):
+        return 3
+
+    def _block(self, k: int) -> torch.Tensor:
+        if k not in self._cache:
+            L = min(self.block, self.T - k * self.block)
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
+            n = L * self.B * self.N
+            idx = torch.randint(n, (int(round(n * self.rate)),), generator=g)
+            x = torch.zeros(n)
+            x[idx] = 1.0
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[k] = x.view(L, self.B, self.N)
+        return self._cache[k]
+
+    def dense(self, t0=0, t1=None, dtype=torch.float32):
+        t1 = self.T if t1 is None else t1
+        parts = []
+        for k in range(t0 // self.block, (t1 - 1) // self.block + 1):
+            b = self._block(k)
+            a, e = max(t0 - k * self.block, 0), min(t1 - k * self.block, b.shape[0])
+            parts.append(b[a:e])
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.to(dtype) if out.dtype != dtype else out
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return RSNN(N_IN, HIDDEN, N_OUT, layers=1, neuron="lif")
+
+
+def tuc_unroll(model, x, reentrant: bool):
+    """torch.utils.checkpoint over ceil(sqrt(T)) segments of model.chunk (the reference)."""
+    from torch.utils.checkpoint import checkpoint
+    from spiketrain.models.base import state_flatten, state_unflatten
+    T = x.shape[0]
+    seg = max(1, math.ceil(math.sqrt(T)))
+    state = model.init_state(x.shape[1])
+    leaves, spec = state_flatten(state)
+    leaves = [t.requires_grad_(True) for t in leaves]  # reentrant needs a grad-requiring input
+
+    def f(xs, *ls):
+        s, y = model.chunk(state_unflatten(list(ls), spec), xs)
+        return (y, *state_flatten(s)[0])
+
+    ys = []
+    for t0 in range(0, T, seg):
+        y, *leaves = checkpoint(f, x[t0:t0 + seg], *leaves, use_reentrant=reentrant)
+        ys.append(y)
+    return torch.cat(ys)
+
+
+def one(name: str, T: int, repeats: int, reduce: str | None, opts: dict) -> dict:
+    """One (strategy, T) measurement in this process."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    model = make_model()
+    src = PoissonSource(T)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    target = torch.arange(BATCH) % N_OUT
+    x = src.dense() if name in ("bptt", "tuc_reentrant", "tuc_nonreentrant") else src
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times, rep = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        if name.startswith("tuc_"):
+            y = tuc_unroll(model, x, reentrant=name == "tuc_reentrant")
+            logits = model.logits(y)
+        else:
+            y = st.unroll(model, x, strategy=name, **({"reduce": reduce} if reduce else {}), **opts)
+            logits = y if reduce else model.logits(y)
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+        del y, logits, loss
+        rep = None if name.startswith("tuc_") else st.last_report()
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    s = statistics.median(times)
+    return {"strategy": name, "T": T, "s_per_step": s, "us_per_sim_step": 1e6 * s / T,
+            "peak_bytes": rep.peak_bytes if rep else {}, "recomputed": rep.recomputed_steps if rep else None,
+            "moved": rep.bytes_moved if rep else None, "schedule": rep.schedule if rep else "",
+            "rss_peak": rss1, "rss_extra": max(0, rss1 - rss0), "repeats": repeats}
+
+
+def run_child(name, T, repeats, reduce=None, opts=None, timeout=3600):
+    cmd = [sys.executable, __file__, "--one", name, str(T), "--repeats", str(repeats),
+           "--opts", json.dumps(opts or {})] + (["--reduce", reduce] if reduce else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"strategy": name, "T": T, "error": f"timeout {timeout}s"}
+    for line in out.stdout.splitlines()[::-1]:
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"strategy": name, "T": T, "error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
+
+
+def fmt_peaks(p):
+    return " ".join(f"{k}={format_size(v)}" for k, v in p.items()) or "-"
+
+
+SWEEP = ["bptt", "tuc_reentrant", "tuc_nonreentrant", "checkpoint", "revolve", "double",
+         "offload_host", "offload_disk"]
+DENSE_MAX_T = 30_000  # BPTT / torch.utils.checkpoint need the dense input: 0.9 GB per 10k steps
+
+
+def sweep(Ts, repeats, names):
+    rows = []
+    print(f"{'strategy':18s} {'T':>8s} {'s/step':>8s} {'us/sim-step':>11s} {'x bptt':>7s} "
+          f"{'peak per tier':34s} {'RSS peak':>9s} {'RSS extra':>9s} {'recomp':>8s}")
+    for T in Ts:
+        base = None
+        for name in names:
+            if name in ("bptt", "tuc_reentrant", "tuc_nonreentrant") and T > DENSE_MAX_T:
+                continue
+            strat, opts = name, {}
+            if name.startswith("offload_"):
+                strat, opts = "offload", {"tier": name.split("_")[1]}
+            if name == "revolve":
+                opts = {"block": max(1, T // 200)}
+            r = run_child(strat, T, repeats if T <= 10_000 else 1, opts=opts)
+            r["strategy"] = name
+            rows.append(r)
+            if "error" in r:
+                print(f"{name:18s} {T:8d}  error: {r['error']}")
+                continue
+            if name == "bptt":
+                base = r["us_per_sim_step"]
+            ratio = f"{r['us_per_sim_step'] / base:7.2f}" if base else "      -"
+            print(f"{name:18s} {T:8d} {r['s_per_step']:8.2f} {r['us_per_sim_step']:11.1f} {ratio} "
+                  f"{fmt_peaks(r['peak_bytes']):34s} {format_size(r['rss_peak']):>9s} "
+                  f"{format_size(r['rss_extra']):>9s} {r['recomputed'] if r['recomputed'] is not None else '-':>8}",
+                  flush=True)
+    return rows
+
+
+def longest(budget: str):
+    """Longest T each strategy's plan fits in a device budget (exact byte model, no training)."""
+    from spiketrain.models.base import state_nbytes
+    from spiketrain.strategies.scheduled import saved_model
+    cap = parse_size(budget)
+    model = make_model()
+    src = PoissonSource(10_000)
+    state = model.init_state(BATCH)
+    S = state_nbytes(state)
+    saved = saved_model(model, src, state)
+    saved.measure([100, 1000])
+    print(f"state {format_size(S)}, saved bytes: 1 step {format_size(saved(1))}, 100 steps "
+          f"{format_size(saved(100))}, 1000 steps {format_size(saved(1000))}")
+    print(f"{'strategy':12s} {'longest T within ' + budget:>26s}  plan at that T")
+
+    def fits(name, T, **o):
+        s = st.strategies.get(name, budget={"device": cap}, **o)
+        if name == "bptt":
+            return saved(T) <= cap, f"saved {format_size(saved(T))}"
+        plan = s.plan(T, S, saved, torch.device("cpu"))
+        return plan.need["device"] <= cap, plan.desc
+
+    for name in ("bptt", "checkpoint", "revolve", "double", "offload"):
+        if name == "offload":
+            print(f"{'offload':12s} {'unbounded by device':>26s}  everything saved goes to host/disk; "
+                  f"bounded by host/disk size")
+            continue
+        lo, hi, desc = 1, 1, ""
+        while hi < 10**12:
+            ok, d = fits(name, hi)
+            if not ok:
+                break
+            lo, desc, hi = hi, d, hi * 4
+        if hi >= 10**12:
+            print(f"{name:12s} {'> 1e12':>26s}  {desc}")
+            continue
+        while hi - lo > max(1, lo // 1000):
+            mid = (lo + hi) // 2
+            ok, d = fits(name, mid)
+            lo, hi, desc = (mid, hi, d) if ok else (lo, mid, desc)
+        print(f"{name:12s} {lo:26,d}  {desc}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--T", type=int, nargs="+", default=[1000, 3000, 10000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--strategies", nargs="+", default=SWEEP)
+    ap.add_argument("--one", nargs=2, metavar=("STRATEGY", "T"))
+    ap.add_argument("--opts", default="{}")
+    ap.add_argument("--reduce", default=None)
+    ap.add_argument("--longest", metavar="BUDGET")
+    ap.add_argument("--auto", action="store_true")
+    ap.add_argument("--budgets", nargs="+", default=["2MiB", "8MiB", "64MiB"])
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(one(a.one[0], int(a.one[1]), a.repeats, a.reduce, json.loads(a.opts))))
+        return 0
+    if a.longest:
+        longest(a.longest)
+        return 0
+    if a.auto:
+        from benchmarks_auto import auto_grid  # noqa: F401  (see below)
+    sweep(a.T, a.repeats, a.strategies)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

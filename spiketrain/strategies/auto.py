@@ -1,0 +1,233 @@
+"""``auto``: the planner. Probe, estimate, rank, pick the fastest strategy that fits.
+
+Probe (a few dozen steps): bytes of the state, bytes autograd saves per step (exact, for
+the segment lengths each plan uses), seconds per step without graph (``c_f``), with graph
+plus backward (``c_g``), and with graph plus backward under ``offload`` to each slow tier.
+Each candidate's plan (the strategy's own planner under the budget) gives the bytes per
+tier and, by simulating its schedule, the recomputed steps and the slow-tier traffic:
+
+    time = T * c_g + recomputed * c_f + per-segment overhead      (checkpoint/revolve/double)
+    time = T * c_offload(tier)                                      (offload)
+
+``rank(model, inputs)`` returns the table (``spiketrain plan`` prints it); ``run`` trains
+with the first feasible row and records the table and the reason in the report's notes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from checkpoint_schedules import EndForward, EndReverse, Forward
+
+from ..hardware.units import format_size
+from ..models.base import state_detach, state_nbytes
+from . import inputs as inp
+from .base import BudgetError, Strategy
+from .executor import REDUCTIONS, apply_reduce
+from .registry import get, register
+from .scheduled import ScheduledStrategy, saved_model
+
+CANDIDATES = ("bptt", "checkpoint", "revolve", "double", "offload")
+
+
+@dataclass
+class Candidate:
+    """One row of the ranking table."""
+
+    name: str
+    options: dict
+    desc: str
+    need: dict = field(default_factory=dict)
+    fits: bool = True
+    est_s: float = math.inf
+    recomputed: int = 0
+    why: str = ""
+
+    def row(self) -> str:
+        need = " ".join(f"{k}={format_size(v)}" for k, v in self.need.items())
+        est = f"{self.est_s:9.3f}" if math.isfinite(self.est_s) else "        -"
+        return f"{self.name:10s} {'yes' if self.fits else 'no':4s} {est}  {self.recomputed:>10,d}  {need:32s} {self.desc}"
+
+
+def simulate(plan) -> int:
+    """Recomputed steps of a plan's schedule, counted without running it."""
+    sched = plan.schedule()
+    it = iter(sched)
+    bounds, nb = plan.bounds, len(plan.bounds) - 1
+    pending = getattr(sched, "max_n", 0) is None
+    phase, rec = "forward", 0
+    for a in it:
+        if isinstance(a, Forward):
+            n1 = min(a.n1, nb)
+            if phase == "reverse":
+                rec += bounds[n1] - bounds[a.n0]
+            if pending and n1 >= nb:
+                sched.finalize(nb)
+                pending = False
+        elif isinstance(a, EndForward):
+            phase = "reverse"
+        elif isinstance(a, EndReverse):
+            break
+    return rec
+
+
+def _timed(fn, repeats=2) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+@register("auto")
+class Auto(Strategy):
+    """Pick the fastest strategy that fits ``budget``. Options: ``candidates`` (names),
+    ``probe_steps`` (default 64), ``reduce`` (as for checkpoint), ``call_overhead`` (seconds
+    per recomputed segment, default 2e-4)."""
+
+    def __init__(self, budget=None, candidates=CANDIDATES, probe_steps: int = 64,
+                 reduce: str | None = None, call_overhead: float = 2e-4, **options):
+        super().__init__(budget=budget, **options)
+        unknown = [c for c in candidates if c not in CANDIDATES]
+        if unknown:
+            raise ValueError(f"auto: unknown candidate(s) {unknown}; choose from {CANDIDATES}")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
+        self.candidates, self.probe_steps, self.reduce = tuple(candidates), probe_steps, reduce
+        self.call_overhead = call_overhead
+        self.table: list[Candidate] = []
+
+    # --- probe -----------------------------------------------------------------------------
+    def probe(self, model, inputs, state) -> dict:
+        """Seconds per step: no graph (c_f), graph + backward (c_g), offload per tier."""
+        k = max(1, min(self.probe_steps, inp.length(inputs)))
+        params = [p for p in model.parameters() if p.requires_grad]
+        dtype = params[0].dtype if params else torch.get_default_dtype()
+        xs = inp.segment(inputs, 0, k, dtype)
+
+        def nograd():
+            with torch.no_grad():
+                model.chunk(state, xs)
+
+        def graph():
+            with torch.enable_grad():
+                _, y = model.chunk(state_detach(state, True), xs)
+                torch.autograd.grad(y.sum(), params, allow_unused=True)
+
+        out = {"k": k, "c_f": _timed(nograd) / k, "c_g": _timed(graph) / k}
+        if "offload" in self.candidates:
+            for tier in self._offload_tiers(model, inputs):
+                def off(tier=tier):
+                    s = get("offload", tier=tier)
+                    with torch.enable_grad():
+                        y = s.run(model, xs, state)
+                        torch.autograd.grad(y.sum(), params, allow_unused=True)
+                out[f"c_offload_{tier}"] = _timed(off) / k
+        return out
+
+    @staticmethod
+    def _offload_tiers(model, inputs):
+        dev = ScheduledStrategy._device(model, inputs)
+        return ["host", "disk"] if dev.type == "cuda" else ["disk"]  # on CPU host RAM == device
+
+    # --- ranking ---------------------------------------------------------------------------
+    def rank(self, model, inputs, state=None) -> list[Candidate]:
+        """Every candidate with its plan, bytes per tier, feasibility and estimated seconds
+        per training step, feasible ones first by estimated time."""
+        inp.check_inputs(inputs)
+        if state is None:
+            state = model.init_state(inp.batch_size(inputs))
+        T, S = inp.length(inputs), state_nbytes(state)
+        device = ScheduledStrategy._device(model, inputs)
+        saved = saved_model(model, inputs, state)
+        pr = self.probe(model, inputs, state)
+        self.probe_result = pr
+        rows: list[Candidate] = []
+        for name in self.candidates:
+            if name == "bptt":
+                saved.measure([min(T, 512)])
+                need = {"device": saved(T)}
+                rows.append(Candidate("bptt", {}, "keep everything", need, est_s=T * pr["c_g"]))
+            elif name == "offload":
+                for tier in self._offload_tiers(model, inputs):
+                    s = get("offload", tier=tier)
+                    need = {"device": 0, tier: s.predict(model, inputs, state)}
+                    rows.append(Candidate("offload", {"tier": tier}, f"offload(tier={tier})", need,
+                                          est_s=T * pr[f"c_offload_{tier}"]))
+            else:
+                for opts in self._variants(name, T):
+                    s = get(name, budget=self.budget, **opts)
+                    plan = s._plan_exact(T, S, saved, device)
+                    rec = simulate(plan)
+                    segs = len(plan.bounds) - 1
+                    est = T * pr["c_g"] + rec * pr["c_f"] + 2 * segs * self.call_overhead
+                    rows.append(Candidate(name, {**opts, **self._plan_options(name, plan)}, plan.desc,
+                                          plan.need, est_s=est, recomputed=rec))
+        for c in rows:
+            over = {t: n for t, n in c.need.items() if t in self.budget and n > self.budget[t]}
+            if over:
+                c.fits = False
+                c.why = "; ".join(f"needs {format_size(n)} > {t} budget {format_size(self.budget[t])}"
+                                  for t, n in over.items())
+        rows.sort(key=lambda c: (not c.fits, c.est_s))
+        best = next((c for c in rows if c.fits), None)
+        for c in rows:
+            if c is best:
+                nxt = next((d for d in rows if d is not c and d.fits), None)
+                c.why = "fastest that fits" + (f" ({nxt.est_s / c.est_s:.2f}x faster than {nxt.name})"
+                                               if nxt and c.est_s > 0 else "")
+            elif c.fits:
+                c.why = f"fits, est. {c.est_s / best.est_s:.2f}x slower"
+        self.table = rows
+        return rows
+
+    @staticmethod
+    def _variants(name, T):
+        if name == "revolve":  # one-step blocks are exact but slow in Python; sqrt(T) blocks
+            return [{"block": max(1, math.ceil(math.sqrt(T)))}, {"block": max(1, math.ceil(T ** 0.25))}]
+        return [{}]
+
+    @staticmethod
+    def _plan_options(name, plan):
+        n = plan.notes
+        if name == "checkpoint":
+            return {"segment": n["segment"]}
+        if name == "revolve":
+            return {"slots": max(1, n["slots"]), "block": n["block"]}
+        if name == "double":
+            return {"period": n["period"], "fine": n["fine"], "fine_slots": n["fine_slots"]}
+        return {}
+
+    def format_table(self, rows=None) -> str:
+        rows = self.table if rows is None else rows
+        head = f"{'strategy':10s} {'fits':4s} {'est. s':>9s}  {'recomputed':>10s}  {'bytes per tier':32s} plan"
+        lines = [head, "-" * len(head)]
+        for c in rows:
+            lines.append(c.row() + (f"   <- {c.why}" if c.why else ""))
+        return "\n".join(lines)
+
+    # --- run -------------------------------------------------------------------------------
+    def run(self, model, inputs, state=None):
+        rows = self.rank(model, inputs, state)
+        best = next((c for c in rows if c.fits), None)
+        if best is None:
+            raise BudgetError("auto: no strategy fits the budget " + ", ".join(
+                f"{t}={format_size(v)}" for t, v in self.budget.items()) + ":\n" + self.format_table(rows))
+        opts = dict(best.options)
+        if best.name in ("checkpoint", "revolve", "double"):
+            opts["reduce"] = self.reduce
+            strat = get(best.name, budget=self.budget, **opts)
+        else:
+            strat = get(best.name, **({"budget": self.budget} if best.name == "offload" else {}), **opts)
+        strat.report.strategy = best.name
+        self.chosen = strat
+        self.report = strat.report
+        y = strat.run(model, inputs, state)
+        self.report.notes["auto"] = {"choice": best.name, "options": best.options, "why": best.why,
+                                     "estimated_s": best.est_s, "table": self.format_table(rows)}
+        if best.name in ("bptt", "offload") and self.reduce:
+            y = apply_reduce(y, self.reduce)
+        return y
