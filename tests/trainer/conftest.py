@@ -3,7 +3,8 @@ import torch
 
 from spiketrain.data import DataConfig, build_datasets
 
-SMALL = dict(kind="synthetic", T=50, dt=0.02, n_in=100, n_classes=4, n_train=128, n_test=64, seed=0)
+SMALL = dict(kind="synthetic", T=50, dt=0.02, n_in=100, n_classes=4, n_train=128, n_test=64, seed=0,
+             channel_jitter=1)   # bands of 6 channels: jitter them by at most 1
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,6 @@ def small_model(seed=0, **kw):
     from spiketrain.models import RSNN
 
     torch.manual_seed(seed)
-    opts = dict(n_in=100, hidden=32, n_out=4, dt=20.0, readout="mean")
+    opts = dict(n_in=100, hidden=32, n_out=4, dt=20.0, readout="mean", surrogate="superspike")
     opts.update(kw)
     return RSNN(**opts)

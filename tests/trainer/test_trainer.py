@@ -26,7 +26,7 @@ def test_short_run_learns_above_bar(small_data, tmp_path):
     row = Trainer(model, small_data, epochs=4, out_dir=tmp_path, **FAST).fit()
     assert time.perf_counter() - t0 < 60
     assert row["epoch"] == 3
-    assert row["test_acc"] >= 0.75, row          # 4 classes: chance is 0.25
+    assert row["test_acc"] >= 0.85, row          # 4 classes: chance is 0.25
     assert row["train_loss"] < math.log(4)
 
 
