@@ -31,6 +31,9 @@ def reduce_outputs(outputs: Tensor, how: str = "max") -> Tensor:
     raise ValueError(f"unknown readout {how!r}; choose one of {READOUTS}")
 
 
+_FUSABLE = tuple(NEURONS.values())
+
+
 def _is_sparse_spikes(x) -> bool:
     return not isinstance(x, Tensor) and hasattr(x, "time_ptr") and hasattr(x, "dense")
 
@@ -120,7 +123,9 @@ class RSNN(RecurrentModel):
         through the sparse kernel when the input spike rate is low.
         """
         sparse_in = _is_sparse_spikes(x)
-        if not self.fused:
+        # The fused kernel implements exactly LIFLayer/ALIFLayer; any other layer (a subclass
+        # or a swapped-in cell) takes the generic path.
+        if not self.fused or any(type(l) not in _FUSABLE for l in self.layers):
             return self._chunk_loop(state, x.dense() if sparse_in else x)
         from ..hardware.fused_lif import fused_layer, leaky_readout
         *hs, o = state
