@@ -2,6 +2,8 @@
 PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+# CPU wheels of torch (set TORCH_INDEX=https://download.pytorch.org/whl/cu128 for CUDA)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: setup demo test bench clean
 
@@ -10,7 +12,7 @@ $(BIN)/spiketrain: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch pinned first, so nothing later can pull a CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 --index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
@@ -20,10 +22,10 @@ demo: setup
 	$(BIN)/spiketrain train configs/shd_rsnn.yaml
 
 test: setup
-	$(BIN)/python -m pytest tests
+	CI=true $(BIN)/python -m pytest tests </dev/null
 
 bench: setup
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/step_time.py
 
 clean:
 	rm -rf $(VENV) runs
