@@ -2,8 +2,9 @@
 
 ``--workers N`` trains on N Ray Train workers, on an embedded local Ray started for the run and
 shut down after it, or on the cluster of ``--address`` / ``$RAY_ADDRESS``. ``trainer.workers > 1``
-or ``trainer.engine: deepspeed`` in the config also go to Ray. ``--no-ray`` trains in this
-process (one worker; DeepSpeed then runs over a gloo process group of one).
+or ``trainer.engine: deepspeed`` in the config also go to Ray. Without any of these the run
+stays in this process, as does ``--no-ray`` (one worker; DeepSpeed then runs over a gloo
+process group of one).
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def fit(trainer, args: argparse.Namespace) -> dict:
         if trainer.engine == "torch":
             return trainer.fit()
         return ray_train.fit_local(trainer, deepspeed=_deepspeed_options(trainer))
-    use_ray = (getattr(args, "workers", None) is not None or address is not None
+    # $RAY_ADDRESS says where Ray is, not that one worker must go through it (a Ray job's
+    # driver has it set): only --workers, --address or the config ask for Ray Train.
+    use_ray = (getattr(args, "workers", None) is not None or getattr(args, "address", None)
                or workers > 1 or trainer.engine != "torch")
     if not use_ray:
         return trainer.fit()

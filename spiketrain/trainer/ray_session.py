@@ -84,6 +84,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         return
     address = resolve_address(address)
     if address:
+        if address.startswith(("http://", "https://")):
+            raise RayLaunchError(f"{address} is a Ray Jobs (dashboard) address: submit to it with "
+                                 f"`spiketrain submit --address {address}`, or give the cluster "
+                                 f"address HEAD:6379 / ray://HEAD:10001 here")
         check_reachable(address, default_port=10001 if address.startswith("ray://") else 6379)
         try:
             ray.init(address=address, log_to_driver=True)
