@@ -2,8 +2,8 @@
 PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# CPU wheels of torch (set TORCH_INDEX=https://download.pytorch.org/whl/cu128 for CUDA)
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url <your CPU or CUDA wheel index>"
+TORCH_PIP_ARGS ?=
 
 .PHONY: setup demo test bench clean
 
@@ -12,7 +12,7 @@ $(BIN)/spiketrain: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch pinned first, so nothing later can pull a CUDA build.
-	$(BIN)/pip install -q torch==2.13.0 --index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple
+	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
