@@ -120,13 +120,13 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
     worker_dir = run_dir / name / "workers"
     cfg = {"make_job": make_job, "report_every": report_every, "worker_dir": str(worker_dir),
            "threads_per_worker": max(1, int(cpus_per_worker))}
+    # an embedded local Ray has this machine's cores and GPUs and nothing more; a cluster may
+    # still grow (autoscaler), so there Ray Train waits for the resources instead
     local = not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))
     if local:
         check_workers(workers, cpus_per_worker)
     with ray_session(address) as resources:
-        if not local:
-            check_workers(workers, cpus_per_worker, available=resources.get("CPU", 0.0))
-        if use_gpu and resources.get("GPU", 0) < workers:
+        if local and use_gpu and resources.get("GPU", 0) < workers:
             raise RayLaunchError(f"--workers {workers} with GPUs needs {workers} GPUs, the "
                                  f"cluster has {resources.get('GPU', 0):g}; use fewer workers "
                                  f"or set use_gpu false")
@@ -233,15 +233,22 @@ def _make_trainer_job(trainer, deepspeed, rank, world_size, device):
 
 
 def fit(trainer, address: str | None = None, workers: int | None = None,
-        max_failures: int = 1, use_gpu: bool | None = None, deepspeed: dict | None = None) -> dict:
+        max_failures: int = 1, use_gpu: bool | None = None, deepspeed: dict | None = None,
+        cpus_per_worker: float | None = None) -> dict:
     """Run ``trainer`` (a :class:`spiketrain.trainer.Trainer`) on Ray Train workers and return
     its last epoch's metrics row. ``workers`` defaults to ``trainer.workers``; the run folder
-    (metrics, snapshot) is ``trainer.out_dir`` and Ray's own files go to ``out_dir/ray``."""
+    (metrics, snapshot) is ``trainer.out_dir`` and Ray's own files go to ``out_dir/ray``.
+    ``cpus_per_worker`` defaults to this machine's cores shared out on an embedded local Ray
+    (one worker uses them all, like a local run) and 1 on a cluster."""
     import functools
 
+    import ray
     import torch
 
     n = int(workers or trainer.workers)
+    if cpus_per_worker is None:
+        joined = ray.is_initialized() or address or os.environ.get("RAY_ADDRESS")
+        cpus_per_worker = 1 if joined else max(1, (os.cpu_count() or 1) // n)
     if use_gpu is None:
         use_gpu = trainer.hardware in ("cuda", "gpu") or (trainer.hardware == "auto"
                                                           and torch.cuda.is_available())
@@ -255,7 +262,7 @@ def fit(trainer, address: str | None = None, workers: int | None = None,
             deepspeed = dataclasses.asdict(deepspeed)
     job = functools.partial(_make_trainer_job, trainer, deepspeed)
     res = fit_ray(job, workers=n, run_dir=out, name="ray", use_gpu=use_gpu,
-                  max_failures=max_failures, address=address)
+                  max_failures=max_failures, address=address, cpus_per_worker=cpus_per_worker)
     return res.metrics
 
 

@@ -65,3 +65,15 @@ def test_sweep_key_not_in_schema_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: sweep grid key 'trainer.learning_rate'") and "\n" not in err
     assert "did you mean 'lr'" in err or "valid keys" in err
+
+
+def test_over_budget_trial_is_recorded_not_lost(tmp_path):
+    from spiketrain.launch.sweep import run_trial
+
+    path = _write(tmp_path, "{data.T: [20], strategy: [bptt]}")
+    spec = load_sweep(path)
+    row = run_trial(spec, {"data.T": 20, "strategy": {"name": "checkpoint",
+                                                      "budget": {"device": 64}}},
+                    tmp_path / "trial")
+    assert row["status"] == "over_budget" and "budget" in row["error"], row
+    assert row["peak_rss_bytes"] > 0 and row["T"] == 20
