@@ -27,7 +27,7 @@ from torch import Tensor
 from ..base import Strategy
 from ..registry import register
 from .jacobian import check_diagonal, neuron_jacobians
-from .traces import ChunkAdjoint, SynapseTrace, augment
+from .traces import ChunkAdjoint, SynapseTrace
 
 _LAYER_API = ("state_names", "init_state", "input_current", "recurrent_current", "dynamics")
 
@@ -198,14 +198,13 @@ class EProp(Strategy):
                 A, c = neuron_jacobians(layers[k], rec["h_prev"], rec["cur"])
                 if verify:
                     check_diagonal(layers[k], rec["h_prev"], rec["cur"], A, c)
-                Ah, ch = augment(A, c, kappa)
-                adj = ChunkAdjoint(Ah, ch, L)
+                adj = ChunkAdjoint(A, c, kappa, L)
                 traces[k][0].step_chunk(adj, q)
                 if len(traces[k]) > 1:
                     traces[k][1].step_chunk(adj, rec["z_prev"])
                 if k > 0:  # same-step path z^{k-1}_t -> I^k_t -> z^k_t
                     L = (L * c[:, -1]) @ layers[k].w_in.detach()
-                del A, c, Ah, ch, adj
+                del A, c, adj
             verify = False
         if getattr(model, "readout", None) == "mean":
             logit = logit / T

@@ -27,81 +27,117 @@ import torch
 from torch import Tensor
 
 
-def augment(A: Tensor, c: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
-    """Add the readout-filtered spike trace to the per-neuron system.
-
-    ``A [K, C, C, B, H], c [K, C, B, H] -> Ahat [K, C+1, C+1, B, H], chat [K, C+1, B, H]``
-    with ``ebar_t = kappa ebar_{t-1} + z-row of (A_t e_{t-1} + c_t q_t)``.
-    """
-    K, C, _, B, H = A.shape
-    Ah = A.new_zeros(K, C + 1, C + 1, B, H)
-    Ah[:, :C, :C] = A
-    Ah[:, C, :C] = A[:, C - 1]
-    Ah[:, C, C] = kappa
-    ch = torch.cat([c, c[:, C - 1:C]], 1)
-    return Ah, ch
-
-
 class ChunkAdjoint:
     """Backward sweep over one chunk for one layer (shared by all its weight matrices).
 
     Args:
-        Ahat ``[K, M, M, B, H]``, chat ``[K, M, B, H]`` (``M = C + 1``), L ``[K, B, H]``
-        (learning signal; it weighs the filtered component ``M - 1``).
+        A ``[K, C, C, B, H]``, c ``[K, C, B, H]`` (per-neuron Jacobians), kappa (readout
+        decay), L ``[K, B, H]`` (learning signal; it weighs the filtered component ``ebar``).
+    The augmented system (``M = C + 1`` components, the last one ``ebar``) is
+    ``Ahat = [[A, 0], [A[z], kappa]]``, ``chat = [c; c[z]]``; it is never materialised:
+    a row vector ``r`` times ``Ahat`` is ``(r[:C] + r[C] e_z) A`` and ``kappa r[C]``.
     Attributes after construction:
         delta ``[K, B, H]`` (``lam_s . chat_s``), rho ``[K, M, B, H]``, lam0 ``[M, B, H]``,
         Phi ``[M, M, B, H]`` (``Phi[m, n]``: weight of ``u_start[n]`` in ``u_end[m]``).
     """
 
-    def __init__(self, Ahat: Tensor, chat: Tensor, L: Tensor):
-        K, M, _, B, H = Ahat.shape
-        Lam = Ahat.new_zeros(M + 1, M, B, H)       # row 0: lam, rows 1..M: rows of Phi(end, s)
-        Lam[1:] = torch.eye(M, dtype=Ahat.dtype, device=Ahat.device).view(M, M, 1, 1)
-        self.delta = Ahat.new_empty(K, B, H)
-        self.rho = Ahat.new_empty(K, M, B, H)
+    def __init__(self, A: Tensor, c: Tensor, kappa: float, L: Tensor):
+        K, C, _, B, H = A.shape
+        M = C + 1
+        Lam = A.new_zeros(M + 1, M, B, H)       # row 0: lam, rows 1..M: rows of Phi(end, s)
+        Lam[1:] = torch.eye(M, dtype=A.dtype, device=A.device).view(M, M, 1, 1)
+        self.delta = A.new_empty(K, B, H)
+        self.rho = A.new_empty(K, M, B, H)
         for s in range(K - 1, -1, -1):
-            Lam[0, M - 1] += L[s]
-            ch = chat[s]
-            self.delta[s] = (Lam[0] * ch).sum(0)
-            self.rho[s] = (Lam[1:] * ch.unsqueeze(0)).sum(1)
-            # row vectors times Ahat_s: Lam[r, n] <- sum_k Lam[r, k] Ahat_s[k, n]
-            Lam = (Lam.unsqueeze(2) * Ahat[s].unsqueeze(0)).sum(1)
+            Lam[0, C] += L[s]
+            red = Lam[:, :C].clone()                     # r[:C] + r[C] e_z
+            red[:, C - 1] += Lam[:, C]
+            dots = (red * c[s].unsqueeze(0)).sum(1)       # r . chat_s  [M+1, B, H]
+            self.delta[s] = dots[0]
+            self.rho[s] = dots[1:]
+            new = torch.empty_like(Lam)
+            torch.sum(red.unsqueeze(2) * A[s].unsqueeze(0), 1, out=new[:, :C])
+            torch.mul(Lam[:, C], kappa, out=new[:, C])
+            Lam = new
         self.lam0 = Lam[0]
         self.Phi = Lam[1:]
 
 
 class SynapseTrace:
-    """Per-synapse trace ``u [B, H, C+1, n_pre]`` of one weight ``[H, n_pre]`` and its gradient.
+    """Per-synapse trace ``u [C+1, B, n_pre, H]`` of one weight ``[H, n_pre]`` and its gradient.
 
     ``step_chunk(adj, q)`` advances over one chunk with presynaptic signal ``q [K, B, n_pre]``
-    and adds the chunk's contribution to ``grad [H, n_pre]``.
+    and adds the chunk's contribution to the gradient. Sparse presynaptic activity (spikes;
+    density below ``sparse_below``) is consumed as a list of events: each event adds one
+    ``[H]`` row to each trace component and one ``[H]`` row to the gradient, so the
+    synapse-level work per chunk is proportional to the number of presynaptic spikes.
     """
+
+    sparse_below = 0.01
+    block = 16384  # events handled per scatter (bounds the temporary rows)
 
     def __init__(self, B: int, H: int, M: int, n_pre: int, dtype, device):
         self.B, self.H, self.M, self.n_pre = B, H, M, n_pre
-        self.u = None  # zero until the first presynaptic activity (lazy)
-        self.grad = torch.zeros(H, n_pre, dtype=dtype, device=device)
+        self.u = None  # zero until the first chunk (lazy)
+        self.grad_t = torch.zeros(n_pre, H, dtype=dtype, device=device)
+
+    @property
+    def grad(self) -> Tensor:
+        """Accumulated gradient ``[H, n_pre]`` (the weight's layout)."""
+        return self.grad_t.t()
 
     @staticmethod
     def nbytes(B: int, H: int, M: int, n_pre: int, itemsize: int) -> int:
         """Peak bytes: the trace plus one temporary of the same size during the update."""
-        return 2 * B * H * M * n_pre * itemsize
+        return 2 * M * B * H * n_pre * itemsize
 
-    def step_chunk(self, adj: ChunkAdjoint, q: Tensor) -> None:
+    def step_chunk(self, adj: ChunkAdjoint, q: Tensor, events=None) -> None:
+        """``q [K, B, n_pre]``; ``events`` optional ``(s, b, j)`` index tensors of its nonzeros."""
         K, B, n = q.shape
         H, M = self.H, self.M
-        flat_q = q.reshape(K * B, n)
-        # contribution of this chunk's own presynaptic activity: sum_{s,b} delta_s[b,i] q_s[b,j]
-        self.grad.addmm_(adj.delta.reshape(K * B, H).t(), flat_q)
-        if self.u is not None:
-            # contribution of the trace carried into the chunk: sum_b lam0[b,i,m] u[b,i,m,j]
-            lam = adj.lam0.permute(1, 2, 0).reshape(B * H, 1, M)
-            self.grad += torch.bmm(lam, self.u.view(B * H, M, n)).view(B, H, n).sum(0)
-            phi = adj.Phi.permute(2, 3, 0, 1).reshape(B * H, M, M)
-            self.u = torch.bmm(phi, self.u.view(B * H, M, n)).view(B, H * M, n)
+        u = self.u
+        if u is not None:
+            # contribution of the trace carried into the chunk: sum_{b,m} lam0[m,b,i] u[b,j,m,i]
+            for m in range(M):
+                for b in range(B):
+                    self.grad_t.addcmul_(u[m, b], adj.lam0[m, b])
+            # carry the trace over the chunk: u[m] <- sum_k Phi[m, k] u[k] (per neuron);
+            # e does not depend on ebar (Phi[m, C] = 0 for m < C)
+            new = torch.empty_like(u)
+            for m in range(M):
+                torch.mul(u[0], adj.Phi[m, 0].unsqueeze(1), out=new[m])
+                for k in range(1, M if m == M - 1 else M - 1):
+                    new[m].addcmul_(u[k], adj.Phi[m, k].unsqueeze(1))
+            u = new
         else:
-            self.u = q.new_zeros(B, H * M, n)
-        # u_end += sum_s rho_s[b, i, m] q_s[b, j]
-        rho = adj.rho.permute(2, 3, 1, 0).reshape(B, H * M, K)
-        self.u.baddbmm_(rho, q.transpose(0, 1))
-        self.u = self.u.view(B, H, M, n)
+            u = q.new_zeros(M, B, n, H)
+        if events is None and q.numel() and (q != 0).sum() < self.sparse_below * q.numel():
+            events = torch.nonzero(q, as_tuple=True)
+        if events is not None:
+            self._scatter(adj, q, u, events)
+        else:
+            # dense presynaptic activity: two GEMMs over the chunk
+            self.grad_t.addmm_(q.reshape(K * B, n).t(), adj.delta.reshape(K * B, H))
+            qb = q.permute(1, 2, 0)  # [B, n, K]
+            for m in range(M):
+                u[m].baddbmm_(qb, adj.rho[:, m].transpose(0, 1))
+        self.u = u
+
+    def _scatter(self, adj: ChunkAdjoint, q: Tensor, u: Tensor, events) -> None:
+        s, b, j = events
+        K, B, n = q.shape
+        H, M = self.H, self.M
+        delta = adj.delta.reshape(K * B, H)
+        rho = adj.rho.permute(1, 0, 2, 3).reshape(M, K * B, H)
+        uf = u.view(M, B * n, H)
+        for a in range(0, s.numel(), self.block):
+            sl = slice(a, a + self.block)
+            sb = s[sl] * B + b[sl]
+            val = q[s[sl], b[sl], j[sl]].unsqueeze(1)
+            binary = bool((val == 1).all())
+            rows = delta.index_select(0, sb)
+            self.grad_t.index_add_(0, j[sl], rows if binary else rows * val)
+            tgt = b[sl] * n + j[sl]
+            for m in range(M):
+                rows = rho[m].index_select(0, sb)
+                uf[m].index_add_(0, tgt, rows if binary else rows * val)
