@@ -140,3 +140,30 @@ def test_resume_without_snapshot_names_the_fix(small_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="snapshot"):
         Trainer(small_model(), small_data, epochs=1, out_dir=tmp_path, resume=tmp_path / "none",
                 **FAST).fit()
+
+
+def test_online_strategy_uses_per_step_loss(small_data, tmp_path):
+    """e-prop: the loss is the per-step cross-entropy vs the label at every step, summed by the
+    strategy and reported divided by T; the Trainer learns with it."""
+    import torch.nn.functional as F
+
+    from spiketrain import strategies
+    from spiketrain.data import SpikeLoader
+    from spiketrain.trainer import batch_loss
+
+    model = small_model()
+    x, y = next(iter(SpikeLoader(small_data[0], 8, shuffle=False)))
+    strat = strategies.get("eprop")
+    assert strat.online
+    total, value, logits = batch_loss(model, x, y, strat)
+    assert logits is None
+    with torch.no_grad():
+        out = model(x)
+        expect = torch.stack([F.cross_entropy(o, y) for o in out.unbind(0)]).mean()
+    torch.testing.assert_close(value, expect, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(total.detach(), expect * x.shape[0], rtol=1e-5, atol=1e-5)
+
+    row = Trainer(small_model(), small_data, strategy="eprop", epochs=3, out_dir=tmp_path,
+                  **FAST).fit()
+    assert math.isnan(row["train_acc"])
+    assert row["test_acc"] >= 0.8, row
