@@ -55,8 +55,14 @@ class LayerInput:
 
     def __init__(self, kind: str, mode: str, store: SpikeStore | None = None, sparse=None):
         self.kind, self.mode, self.store, self.sparse = kind, mode, store, sparse
+        self.cached: SparseIndex | None = None  # whole-chunk index of a dense input
+        self.B = 0
 
     def index(self, t0: int, t1: int, x: Tensor | None) -> SparseIndex:
+        if self.cached is not None:
+            if (t0, t1) == (0, self.cached.shape[0] // self.B):
+                return self.cached
+            return self.cached.slice_rows(t0 * self.B, t1 * self.B)
         if self.kind == "sparse":
             sp = self.sparse.slice(t0, t1) if (t0, t1) != (0, self.sparse.shape[0]) else self.sparse
             B, N = sp.shape[1], sp.shape[2]
@@ -120,6 +126,10 @@ class _FusedLayer(torch.autograd.Function):
     def forward(ctx, x, w_in, w_rec, v0, a0, z0, spec: LayerSpec, inp: LayerInput, storage: str,
                 block: int, B: int, T: int, holder: dict):
         dtype = w_in.dtype
+        inp.B = B
+        if inp.kind == "dense" and inp.mode == "sparse":
+            # index the input once; backward slices it per block instead of re-scanning
+            inp.cached = inp.index(0, T, x)
         i_in = inp.current(0, T, x, w_in, B)
         H = w_in.shape[0]
         spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
@@ -130,7 +140,10 @@ class _FusedLayer(torch.autograd.Function):
         ck_v = torch.stack(ck_v)
         ck_a = torch.stack(ck_a) if spec.alif else None
         in_store = inp.store.tensor if inp.kind == "spikes" else None
-        ctx.save_for_backward(x, w_in, w_rec, z0, store.tensor, ck_v, ck_a, in_store)
+        idx = inp.cached.tensors() if inp.cached is not None else []
+        ctx.idx_shape = inp.cached.shape if inp.cached is not None else None
+        inp.cached = None
+        ctx.save_for_backward(x, w_in, w_rec, z0, store.tensor, ck_v, ck_a, in_store, *idx)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
         z_all = spikes.to(dtype)
@@ -138,11 +151,14 @@ class _FusedLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gz_all, gv_T, *ga):
-        x, w_in, w_rec, z0, st, ck_v, ck_a, in_st = ctx.saved_tensors
+        x, w_in, w_rec, z0, st, ck_v, ck_a, in_st, *idx = ctx.saved_tensors
         spec, inp, K = ctx.spec, ctx.inp, ctx.block
         T, B, H = ctx.shape
-        if inp.kind == "spikes":
-            inp = LayerInput("spikes", inp.mode, SpikeStore.wrap(in_st, inp.store.shape, inp.store.storage))
+        in_store = SpikeStore.wrap(in_st, inp.store.shape, inp.store.storage) if inp.kind == "spikes" else None
+        inp = LayerInput(inp.kind, inp.mode, in_store, inp.sparse)
+        inp.B = B
+        if idx:
+            inp.cached = SparseIndex.from_tensors(idx, ctx.idx_shape)
         store = SpikeStore.wrap(st, (T, B, H), ctx.storage)
         dt = w_in.dtype
         fn, scale = SURROGATE_GRADS[spec.surrogate]

@@ -35,8 +35,11 @@ def set_sparse_max_rate(rate: float) -> None:
     SPARSE_MAX_RATE = float(rate)
 
 
-def spike_rate(x: Tensor) -> float:
-    """Fraction of nonzero elements of ``x``."""
+def spike_rate(x: Tensor, max_rows: int = 64) -> float:
+    """Fraction of nonzero elements of ``x``, estimated from at most ``max_rows`` evenly
+    spaced entries of its leading (time) dimension when it is longer."""
+    if x.dim() > 1 and x.shape[0] > max_rows:
+        x = x[:: -(-x.shape[0] // max_rows)]
     n = x.numel()
     return float(x.count_nonzero()) / n if n else 0.0
 
@@ -57,9 +60,8 @@ class SparseIndex:
     (the weight gradient is a sparse COO matmul). ``vals`` is None when all
     active values are 1."""
 
-    def __init__(self, rows: Tensor, cols: Tensor, vals: Tensor | None, shape,
-                 source: Tensor | None = None):
-        self.vals, self.source = vals, source
+    def __init__(self, rows: Tensor, cols: Tensor, vals: Tensor | None, shape):
+        self.vals = vals
         self.shape = (int(shape[0]), int(shape[1]))
         idx_t = torch.int32 if max(self.shape) < 2**31 - 1 else torch.int64
         self.rows, self.cols = rows.to(idx_t), cols.to(idx_t)
@@ -67,18 +69,32 @@ class SparseIndex:
 
     @classmethod
     def from_dense(cls, x: Tensor, binary: bool | None = None) -> "SparseIndex":
-        """``x [R, n_in]`` -> its nonzero entries (row-major). ``binary=True`` skips the
-        check that every active value is 1 (bool inputs are binary)."""
-        nz = x.nonzero()
-        rows, cols = nz[:, 0], nz[:, 1]
-        if x.dtype == torch.bool:
-            binary = True
+        """``x [R, n_in]`` -> its nonzero entries (row-major). ``binary=True`` skips reading
+        the active values (bool inputs are binary)."""
+        n_in = x.shape[1]
+        flat = x.reshape(-1)
+        nz = flat.nonzero().squeeze(1)
+        rows, cols = nz.div(n_in, rounding_mode="floor"), nz.remainder(n_in)
         vals = None
-        if not binary:
-            vals = x[rows, cols]
+        if not (binary or x.dtype == torch.bool):
+            vals = flat.take(nz)
             if binary is None and (vals.numel() == 0 or bool((vals == 1).all())):
                 vals = None
-        return cls(rows, cols, vals, x.shape, source=x)
+        return cls(rows, cols, vals, x.shape)
+
+    def slice_rows(self, r0: int, r1: int) -> "SparseIndex":
+        """Entries of rows ``r0:r1``, rebased to start at row 0."""
+        bounds = torch.searchsorted(self.rows, torch.tensor([r0, r1], dtype=self.rows.dtype))
+        a, b = int(bounds[0]), int(bounds[1])
+        vals = None if self.vals is None else self.vals[a:b]
+        return SparseIndex(self.rows[a:b] - r0, self.cols[a:b], vals, (r1 - r0, self.shape[1]))
+
+    def tensors(self) -> list[Tensor]:
+        return [self.rows, self.cols] + ([] if self.vals is None else [self.vals])
+
+    @classmethod
+    def from_tensors(cls, ts, shape) -> "SparseIndex":
+        return cls(ts[0], ts[1], ts[2] if len(ts) > 2 else None, shape)
 
     @classmethod
     def from_rows(cls, rows: Tensor, cols: Tensor, shape, vals: Tensor | None = None) -> "SparseIndex":
