@@ -35,6 +35,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # deterministic cuBLAS
         torch.use_deterministic_algorithms(True, warn_only=True)
         if hasattr(torch.backends, "cudnn"):
             torch.backends.cudnn.benchmark = False
