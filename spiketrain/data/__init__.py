@@ -15,9 +15,9 @@ def synthetic_params(cfg: DataConfig, split: str) -> dict:
     n = cfg.n_train if split == "train" else cfg.n_test
     return dict(n_samples=n, n_classes=cfg.n_classes, n_in=cfg.n_in,
                 duration_s=cfg.sample_duration, seed=cfg.seed * 2 + (split == "test"),
-                class_seed=cfg.seed, n_events=cfg.n_events, n_bands=cfg.n_bands,
-                band_width=cfg.band_width, resolution=cfg.resolution, noise_rate=cfg.noise_rate,
-                signal_rate=cfg.signal_rate, event_width=cfg.event_width, jitter=cfg.jitter,
+                class_seed=cfg.seed, n_events=cfg.n_events, n_formants=cfg.n_formants,
+                n_bands=cfg.n_bands, band_width=cfg.band_width, resolution=cfg.resolution,
+                noise_rate=cfg.noise_rate, signal_rate=cfg.signal_rate, event_width=cfg.event_width, jitter=cfg.jitter,
                 channel_jitter=cfg.channel_jitter)
 
 

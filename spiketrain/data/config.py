@@ -36,13 +36,14 @@ class DataConfig:
     duration: float | None = None    # seconds per synthetic sample (None: T * dt)
     resolution: float | None = 0.001  # spike-time grid of generated files, seconds (None: continuous)
     noise_rate: float = 1.5          # background Poisson rate per channel, Hz
-    signal_rate: float = 60.0        # peak rate inside a class pattern, Hz
+    signal_rate: float = 100.0       # peak rate inside a class pattern, Hz
     n_events: int = 3                # patterns (channel band x time window) per class
+    n_formants: int = 1              # bands driven at once by each event
     n_bands: int = 0                 # >0: classes share a pool of n_bands bands (order matters)
-    band_width: int = 40             # channels per band (scaled to n_in / 700)
+    band_width: int = 40             # channels per band (scaled to n_in / 700; capped so classes own disjoint bands)
     event_width: float = 0.06        # std of an event's time profile, seconds
     jitter: float = 0.04             # std of per-sample event time jitter, seconds
-    channel_jitter: int = 8          # max per-sample shift of a band, channels
+    channel_jitter: int = 2          # max per-sample shift of the bands, channels
 
     def __post_init__(self):
         self.validate()
@@ -54,7 +55,7 @@ class DataConfig:
 
         if self.kind not in KINDS:
             bad("kind", f"unknown kind {self.kind!r}; use one of {', '.join(KINDS)}")
-        for key in ("T", "n_classes", "n_in", "n_events", "band_width"):
+        for key in ("T", "n_classes", "n_in", "n_events", "n_formants", "band_width"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 bad(key, f"must be a positive integer, got {v!r}")
@@ -81,8 +82,9 @@ class DataConfig:
                 bad("n_train", "synthetic data needs n_train >= 1")
             if self.n_classes < 2:
                 bad("n_classes", "synthetic data needs at least 2 classes")
-            if self.n_bands and self.n_bands < self.n_events:
-                bad("n_bands", f"must be 0 or >= n_events={self.n_events}, got {self.n_bands}")
+            k = self.n_events * self.n_formants
+            if self.n_bands and self.n_bands < k:
+                bad("n_bands", f"must be 0 or >= n_events * n_formants = {k}, got {self.n_bands}")
         if self.kind == "shd":
             if not self.path:
                 bad("path", "kind shd needs the train file: set data.path: /path/to/shd_train.h5 "

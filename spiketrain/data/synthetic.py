@@ -1,12 +1,13 @@
 """Synthetic data in the SHD HDF5 layout, with learnable class structure.
 
 Each class is a sequence of ``n_events`` *events*: a band of neighbouring channels (as a
-formant drives neighbouring cochlear channels) that fires in a time window. Per sample the
-pattern is jittered (whole-sample time shift and stretch, per-event time jitter, a channel
-shift of the bands, a gain) and laid over background Poisson noise at ``noise_rate`` Hz on
-every channel. With ``n_bands > 0`` all classes draw their bands from one shared pool of
-``n_bands`` bands, so classes can share the same bands and differ only in their order: the
-task then needs temporal integration, not only spike counts.
+formant drives neighbouring cochlear channels) that fires in a time window. By default every
+class owns its bands (disjoint channels), which a recurrent SNN learns in a few epochs.
+Per sample the pattern is jittered (whole-sample time shift and stretch, per-event time
+jitter, a channel shift of the bands, a gain) and laid over background Poisson noise at
+``noise_rate`` Hz on every channel. With ``n_bands > 0`` all classes draw their bands from
+one shared pool of ``n_bands`` bands, so classes can share the same bands and differ only in
+their order: the task then needs temporal integration, not only spike counts.
 
 Files are written exactly like the published SHD files (``spikes/times`` ragged float
 seconds, ``spikes/units`` ragged uint16, ``labels`` uint8, plus ``extra/keys`` and
@@ -26,48 +27,62 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ClassPatterns:
-    """Per class: band centres (channels) and event times (seconds), each ``[n_classes, n_events]``."""
+    """Per class and event: band centres ``[n_classes, n_events, n_formants]`` (channels),
+    event times ``[n_classes, n_events]`` (seconds), and the band width in channels."""
 
     centers: np.ndarray
     times: np.ndarray
+    width: int
 
 
 def class_patterns(n_classes: int, n_in: int, duration: float, n_events: int = 3,
-                   band_width: int = 40, n_bands: int = 0, seed: int = 0) -> ClassPatterns:
+                   band_width: int = 40, n_bands: int = 0, seed: int = 0,
+                   n_formants: int = 1) -> ClassPatterns:
     """Draw the class structure (deterministic in ``seed``; shared by train and test files).
 
-    Events sit in ``n_events`` time slots spread over the first 85 % of ``duration``. Band
-    centres are random per event (``n_bands=0``) or ordered picks from a pool of ``n_bands``
-    bands; every class gets a distinct (band, slot) assignment.
+    Events sit in ``n_events`` time slots spread over the first 85 % of ``duration``; each
+    event drives ``n_formants`` bands at once. With ``n_bands=0`` every class owns its own
+    channels: the channel axis is cut into ``n_classes * n_events * n_formants`` disjoint
+    bands (width capped at ``n_in`` / that count) dealt out at random. With ``n_bands > 0``
+    the bands come from a shared pool of ``n_bands``, every class a distinct assignment.
     """
     rng = np.random.default_rng([seed, 0x5D7])
     lo, hi = band_width / 2, n_in - band_width / 2
     slots = (np.arange(n_events) + 0.5) / n_events * 0.85 * duration
     times = np.broadcast_to(slots, (n_classes, n_events)).copy()
+    k = n_events * n_formants
     if n_bands:
-        if n_bands < n_events:
-            raise ValueError(f"n_bands={n_bands} must be >= n_events={n_events}")
+        if n_bands < k:
+            raise ValueError(f"n_bands={n_bands} must be >= n_events * n_formants = {k}")
         pool = np.linspace(lo, hi, n_bands)
         seen, rows = set(), []
         for _ in range(1000 * n_classes):
-            pick = tuple(rng.choice(n_bands, n_events, replace=False).tolist())
-            if pick not in seen:
-                seen.add(pick)
-                rows.append(pool[list(pick)])
+            pick = rng.choice(n_bands, k, replace=False).reshape(n_events, n_formants)
+            key = tuple(tuple(sorted(ev)) for ev in pick.tolist())
+            if key not in seen:
+                seen.add(key)
+                rows.append(pool[pick])
                 if len(rows) == n_classes:
                     break
         else:
             raise ValueError(f"n_bands={n_bands} too small for {n_classes} distinct classes")
         centers = np.array(rows)
     else:
-        centers = rng.uniform(lo, hi, (n_classes, n_events))
-    return ClassPatterns(centers=centers, times=times)
+        n_slots = n_classes * k
+        slot = n_in / n_slots
+        if slot >= 1:
+            band_width = max(1, min(band_width, int(slot)))
+            order = rng.permutation(n_slots).reshape(n_classes, n_events, n_formants)
+            centers = (order + 0.5) * slot
+        else:   # more bands than channels: overlapping random bands
+            centers = rng.uniform(lo, hi, (n_classes, n_events, n_formants))
+    return ClassPatterns(centers=centers, times=times, width=int(band_width))
 
 
 def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_in: int,
                     duration: float, resolution: float | None = 0.001, noise_rate: float = 1.5,
-                    signal_rate: float = 60.0, band_width: int = 40, event_width: float = 0.06,
-                    jitter: float = 0.04, channel_jitter: int = 8):
+                    signal_rate: float = 100.0, event_width: float = 0.06, jitter: float = 0.04,
+                    channel_jitter: int = 2):
     """One sample: ``(times float32 [n] seconds sorted, units uint16 [n])``.
 
     Spike times lie in ``[0, duration)``; with ``resolution`` they are on the grid
@@ -83,17 +98,19 @@ def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_
     shift = rng.normal(0.0, jitter)
     ch_shift = rng.integers(-channel_jitter, channel_jitter + 1) if channel_jitter else 0
     gain = rng.uniform(0.7, 1.3)
-    sigma_c = band_width / 4
+    band_width = pat.width
+    sigma_c = band_width / 3
     area = event_width * np.sqrt(2 * np.pi)  # integral of the Gaussian time profile
-    for center, t_ev in zip(pat.centers[label], pat.times[label]):
-        c0 = center + ch_shift + rng.normal(0.0, 1.0)
+    for bands, t_ev in zip(pat.centers[label], pat.times[label]):
         t0 = t_ev * stretch + shift + rng.normal(0.0, jitter / 2)
-        ch = np.arange(max(0, int(c0 - band_width / 2)), min(n_in, int(c0 + band_width / 2) + 1))
-        profile = np.exp(-0.5 * ((ch - c0) / sigma_c) ** 2)
-        counts = rng.poisson(gain * signal_rate * area * profile)
-        units = np.repeat(ch, counts)
-        ts.append(rng.normal(t0, event_width, units.size))
-        us.append(units)
+        for center in np.atleast_1d(bands):
+            c0 = center + ch_shift + rng.normal(0.0, 1.0)
+            ch = np.arange(max(0, int(np.ceil(c0 - band_width / 2))),
+                           min(n_in, int(np.floor(c0 + band_width / 2)) + 1))
+            profile = np.exp(-0.5 * ((ch - c0) / sigma_c) ** 2)
+            units = np.repeat(ch, rng.poisson(gain * signal_rate * area * profile))
+            ts.append(rng.normal(t0, event_width, units.size))
+            us.append(units)
     t = np.concatenate(ts)
     u = np.concatenate(us)
     keep = (t >= 0) & (t < duration)
@@ -113,7 +130,7 @@ def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_
 def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes: int = 20,
                        n_in: int = 700, duration_s: float = 1.0, seed: int = 0,
                        class_seed: int | None = None, n_events: int = 3, n_bands: int = 0,
-                       band_width: int = 40, **sample_kw) -> str:
+                       band_width: int = 40, n_formants: int = 1, **sample_kw) -> str:
     """Write ``n_samples`` synthetic samples to ``path`` in the SHD HDF5 layout.
 
     ``class_seed`` (default ``seed``) fixes the class structure, ``seed`` the samples: train
@@ -128,15 +145,14 @@ def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes
         raise ValueError("need n_samples > 0, n_classes >= 2, n_in > 0, duration_s > 0")
     band_width = max(2, min(int(round(band_width * n_in / 700)), n_in))
     pat = class_patterns(n_classes, n_in, duration_s, n_events, band_width, n_bands,
-                         seed if class_seed is None else class_seed)
+                         seed if class_seed is None else class_seed, n_formants)
     rng = np.random.default_rng([seed, 0xDA7A])
     labels = rng.permutation(np.arange(n_samples) % n_classes).astype(np.uint8 if n_classes <= 256
                                                                       else np.int64)
     times = np.empty(n_samples, dtype=object)
     units = np.empty(n_samples, dtype=object)
     for i, y in enumerate(labels):
-        times[i], units[i] = generate_sample(rng, int(y), pat, n_in, duration_s,
-                                             band_width=band_width, **sample_kw)
+        times[i], units[i] = generate_sample(rng, int(y), pat, n_in, duration_s, **sample_kw)
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -154,7 +170,7 @@ def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes
                 name="spiketrain.synthetic", version=FORMAT_VERSION, n_samples=n_samples,
                 n_classes=n_classes, n_in=n_in, duration_s=duration_s, seed=seed,
                 class_seed=class_seed, n_events=n_events, n_bands=n_bands, band_width=band_width,
-                **sample_kw))
+                n_formants=n_formants, **sample_kw))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

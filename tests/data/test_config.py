@@ -17,7 +17,7 @@ from spiketrain.data import DataConfig, SHDDataset, build_datasets
     (dict(n_classes=1), r"data\.n_classes"),
     (dict(n_train=-1), r"data\.n_train: must be an integer >= 0"),
     (dict(noise_rate=-1.0), r"data\.noise_rate"),
-    (dict(n_bands=2), r"data\.n_bands: must be 0 or >= n_events=3"),
+    (dict(n_bands=2), r"data\.n_bands: must be 0 or >= n_events \* n_formants = 3"),
 ])
 def test_bad_values_raise_one_line(kw, match):
     with pytest.raises(ValueError, match=match) as e:
