@@ -42,8 +42,9 @@ class PoissonSource:
     """Seeded Poisson spike train ``[T, B, N]`` generated per ``block`` steps on demand:
     ``.dense(t0, t1)`` returns the same values every time (recomputation is exact)."""
 
-    def __init__(self, T, B=BATCH, N=N_IN, rate=RATE, seed=0, block=100):
+    def __init__(self, T, B=BATCH, N=N_IN, rate=RATE, seed=0, block=100, progress=0):
         self.shape = torch.Size((T, B, N))
+        self.progress = progress  # print a line to stderr every `progress` steps
         self.T, self.B, self.N, self.rate, self.seed, self.block = T, B, N, rate, seed, block
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -65,6 +66,11 @@ class PoissonSource:
 
     def dense(self, t0=0, t1=None, dtype=torch.float32):
         t1 = self.T if t1 is None else t1
+        if self.progress and t0 // self.progress != getattr(self, "_last", -1):
+            self._last = t0 // self.progress
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            print(f"[{time.strftime('%H:%M:%S')}] dense({t0}, {t1}) peak RSS {format_size(rss)}",
+                  file=sys.stderr, flush=True)
         parts = []
         for k in range(t0 // self.block, (t1 - 1) // self.block + 1):
             b = self._block(k)
@@ -104,14 +110,14 @@ def one(name: str, T: int, repeats: int, reduce: str | None, opts: dict) -> dict
     """One (strategy, T) measurement in this process."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     model = make_model()
-    src = PoissonSource(T)
+    src = PoissonSource(T, progress=int(os.environ.get("BENCH_PROGRESS", "0")))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     target = torch.arange(BATCH) % N_OUT
     x = src.dense() if name in ("bptt", "tuc_reentrant", "tuc_nonreentrant") else src
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    times, rep = [], None
+    times, cpu, rep = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         if name.startswith("tuc_"):
             y = tuc_unroll(model, x, reentrant=name == "tuc_reentrant")
             logits = model.logits(y)
@@ -123,11 +129,14 @@ def one(name: str, T: int, repeats: int, reduce: str | None, opts: dict) -> dict
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
         del y, logits, loss
         rep = None if name.startswith("tuc_") else st.last_report()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     s = statistics.median(times)
+    c = statistics.median(cpu)
     return {"strategy": name, "T": T, "s_per_step": s, "us_per_sim_step": 1e6 * s / T,
+            "cpu_s_per_step": c, "cpu_us_per_sim_step": 1e6 * c / T,
             "peak_bytes": rep.peak_bytes if rep else {}, "recomputed": rep.recomputed_steps if rep else None,
             "moved": rep.bytes_moved if rep else None, "schedule": rep.schedule if rep else "",
             "rss_peak": rss1, "rss_extra": max(0, rss1 - rss0), "repeats": repeats}
@@ -158,9 +167,10 @@ DENSE_MAX_T = 30_000  # BPTT / torch.utils.checkpoint need the dense input: 0.9 
 def sweep(Ts, repeats, names):
     rows = []
     print(f"{'strategy':18s} {'T':>8s} {'s/step':>8s} {'us/sim-step':>11s} {'x bptt':>7s} "
+          f"{'cpu s':>7s} {'cpu x':>6s} "
           f"{'peak per tier':34s} {'RSS peak':>9s} {'RSS extra':>9s} {'recomp':>8s}")
     for T in Ts:
-        base = None
+        base = cbase = None
         for name in names:
             if name in ("bptt", "tuc_reentrant", "tuc_nonreentrant") and T > DENSE_MAX_T:
                 continue
@@ -169,16 +179,18 @@ def sweep(Ts, repeats, names):
                 strat, opts = "offload", {"tier": name.split("_")[1]}
             if name == "revolve":
                 opts = {"block": max(1, T // 200)}
-            r = run_child(strat, T, repeats if T <= 10_000 else 1, opts=opts)
+            r = run_child(strat, T, repeats if T < 10_000 else 1, opts=opts)
             r["strategy"] = name
             rows.append(r)
             if "error" in r:
                 print(f"{name:18s} {T:8d}  error: {r['error']}")
                 continue
             if name == "bptt":
-                base = r["us_per_sim_step"]
+                base, cbase = r["us_per_sim_step"], r["cpu_us_per_sim_step"]
             ratio = f"{r['us_per_sim_step'] / base:7.2f}" if base else "      -"
+            cratio = f"{r['cpu_us_per_sim_step'] / cbase:6.2f}" if base else "     -"
             print(f"{name:18s} {T:8d} {r['s_per_step']:8.2f} {r['us_per_sim_step']:11.1f} {ratio} "
+                  f"{r['cpu_s_per_step']:7.2f} {cratio} "
                   f"{fmt_peaks(r['peak_bytes']):34s} {format_size(r['rss_peak']):>9s} "
                   f"{format_size(r['rss_extra']):>9s} {r['recomputed'] if r['recomputed'] is not None else '-':>8}",
                   flush=True)
@@ -228,6 +240,48 @@ def longest(budget: str):
         print(f"{name:12s} {lo:26,d}  {desc}")
 
 
+def auto_grid(Ts, budgets, repeats):
+    """For each (T, device budget): auto's ranking (estimated), then every feasible candidate
+    measured; is auto's choice the measured fastest (or within 1.2x of it)?"""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    print("measured = median CPU seconds per training step (the machine is shared; CPU time is "
+          "less sensitive to other jobs than wall time)")
+    print(f"{'T':>6s} {'budget':>8s} {'auto choice':28s} {'measured fastest':28s} {'choice s':>9s} "
+          f"{'best s':>8s} {'ratio':>6s}  all measured (CPU s/step)")
+    cases, hits, worst = 0, 0, 1.0
+    for T in Ts:
+        model = make_model()
+        src = PoissonSource(T)
+        for b in budgets:
+            a = st.strategies.get("auto", budget={"device": b})
+            rows = a.rank(model, src)
+            feas = [r for r in rows if r.fits]
+            if not feas:
+                print(f"{T:6d} {b:>8s} nothing fits")
+                continue
+            meas = []
+            for r in feas:
+                opts = dict(r.options)
+                if r.name != "bptt":
+                    opts["budget"] = {"device": b}
+                m = run_child(r.name, T, repeats, opts=opts)
+                label = r.name + ("(" + ",".join(f"{k}={v}" for k, v in r.options.items()) + ")"
+                                  if r.options else "")
+                meas.append((m.get("cpu_s_per_step", math.inf), label, r))
+            choice = next(m for m in meas if m[2] is feas[0])
+            best = min(meas, key=lambda m: m[0])
+            ratio = choice[0] / best[0]
+            cases += 1
+            hits += choice is best
+            worst = max(worst, ratio)
+            allm = " ".join(f"{lab.split('(')[0]}={t:.2f}" for t, lab, _ in meas)
+            print(f"{T:6d} {b:>8s} {choice[1][:28]:28s} {best[1][:28]:28s} {choice[0]:9.2f} "
+                  f"{best[0]:8.2f} {ratio:6.2f}  {allm}", flush=True)
+    if cases:
+        print(f"auto chose the measured fastest in {hits}/{cases} cases ({100 * hits / cases:.0f} %); "
+              f"worst ratio to the fastest {worst:.2f}x")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--T", type=int, nargs="+", default=[1000, 3000, 10000])
@@ -247,7 +301,8 @@ def main(argv=None):
         longest(a.longest)
         return 0
     if a.auto:
-        from benchmarks_auto import auto_grid  # noqa: F401  (see below)
+        auto_grid(a.T, a.budgets, a.repeats)
+        return 0
     sweep(a.T, a.repeats, a.strategies)
     return 0
 

@@ -73,7 +73,7 @@ def simulate(plan) -> int:
     return rec
 
 
-def _timed(fn, repeats=2) -> float:
+def _timed(fn, repeats=3) -> float:
     best = math.inf
     for _ in range(repeats):
         t = time.perf_counter()

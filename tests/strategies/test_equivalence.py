@@ -111,3 +111,15 @@ def test_chunk_lengths_bit_identical():
             parts.append(yy)
     assert torch.equal(y, torch.cat(parts))
     assert isinstance(GatedCell(), st.models.RecurrentModel)
+
+
+def test_mixed_rate_inputs_bit_identical():
+    """Chunks with very different spike rates (sparse vs dense kernels) stay bit-identical."""
+    model, _ = make("lif2", 10)
+    torch.manual_seed(3)
+    x = torch.cat([torch.rand(30, 4, 20) < 0.01, torch.rand(30, 4, 20) < 0.6]).float()
+    y0, g0, _ = run(model, x, "bptt")
+    for s, o in [("checkpoint", {"segment": 8}), ("double", {"period": 16, "fine": 4})]:
+        y1, g1, _ = run(model, x, s, **o)
+        assert torch.equal(y0, y1)
+        assert_close_grads(g1, g0)
