@@ -156,7 +156,8 @@ def train_epoch(model, loader: Iterable, optimizer, strategy, *, clip_grad: floa
     for _ in range(skip):
         next(it)
     total = _len(loader)
-    for x, labels in progress_bar(it, progress, desc, None if total is None else total - skip):
+    bar = progress_bar(it, progress, desc, None if total is None else total - skip)
+    for x, labels in bar:
         x, labels = to_device(x, device), to_device(labels, device)
         t0 = time.perf_counter()
         loss, value, logits = batch_loss(model, x, labels, strategy)
@@ -180,6 +181,8 @@ def train_epoch(model, loader: Iterable, optimizer, strategy, *, clip_grad: floa
             res.acc_count += n
         res.steps += 1
         res.add_report(strategy.report)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{res.loss:.4f}", refresh=False)
         if on_step is not None:
             on_step(res)
     return res
