@@ -63,7 +63,7 @@ class SpikeStore:
         elif storage == "bool":
             self.tensor = z if z.dtype == torch.bool else z != 0
         else:
-            self.tensor = z
+            self.tensor = z.float() if z.dtype == torch.bool else z
 
     @classmethod
     def wrap(cls, tensor: Tensor, shape, storage: str) -> "SpikeStore":

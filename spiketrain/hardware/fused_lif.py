@@ -143,7 +143,8 @@ class _FusedLayer(torch.autograd.Function):
         idx = inp.cached.tensors() if inp.cached is not None else []
         ctx.idx_shape = inp.cached.shape if inp.cached is not None else None
         inp.cached = None
-        ctx.save_for_backward(x, w_in, w_rec, z0, store.tensor, ck_v, ck_a, in_store, *idx)
+        x_keep = x if inp.kind == "dense" else None  # binary inputs are kept in their store
+        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, ck_v, ck_a, in_store, *idx)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
         z_all = spikes.to(dtype)

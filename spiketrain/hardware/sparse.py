@@ -90,11 +90,19 @@ class SparseIndex:
         return SparseIndex(self.rows[a:b] - r0, self.cols[a:b], vals, (r1 - r0, self.shape[1]))
 
     def tensors(self) -> list[Tensor]:
-        return [self.rows, self.cols] + ([] if self.vals is None else [self.vals])
+        """Compact form to keep for backward: column indices and per-row counts, int16 when
+        ``n_in < 32768`` (2 bytes per active entry + 2 per row), plus values if not binary."""
+        small = self.shape[1] < 2**15
+        counts = torch.bincount(self.rows.long(), minlength=self.shape[0])
+        dt = torch.int16 if small else torch.int32
+        return [self.cols.to(dt), counts.to(dt)] + ([] if self.vals is None else [self.vals])
 
     @classmethod
     def from_tensors(cls, ts, shape) -> "SparseIndex":
-        return cls(ts[0], ts[1], ts[2] if len(ts) > 2 else None, shape)
+        """Inverse of :meth:`tensors`."""
+        cols, counts = ts[0], ts[1].long()
+        rows = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+        return cls(rows, cols, ts[2] if len(ts) > 2 else None, shape)
 
     @classmethod
     def from_rows(cls, rows: Tensor, cols: Tensor, shape, vals: Tensor | None = None) -> "SparseIndex":
