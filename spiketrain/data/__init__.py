@@ -17,14 +17,17 @@ def synthetic_params(cfg: DataConfig, split: str) -> dict:
                 duration_s=cfg.sample_duration, seed=cfg.seed * 2 + (split == "test"),
                 class_seed=cfg.seed, n_events=cfg.n_events, n_formants=cfg.n_formants,
                 n_bands=cfg.n_bands, band_width=cfg.band_width, resolution=cfg.resolution,
-                noise_rate=cfg.noise_rate, signal_rate=cfg.signal_rate, event_width=cfg.event_width, jitter=cfg.jitter,
+                noise_rate=cfg.noise_rate, signal_rate=cfg.signal_rate,
+                event_width=cfg.event_width, jitter=cfg.jitter,
                 channel_jitter=cfg.channel_jitter)
 
 
 def synthetic_paths(cfg: DataConfig) -> tuple[str, str | None]:
     """Generate (or reuse from ``cfg.cache_dir``) the synthetic train and test files."""
     train = cached_synthetic_shd(cfg.cache_dir, **synthetic_params(cfg, "train"))
-    test = cached_synthetic_shd(cfg.cache_dir, **synthetic_params(cfg, "test")) if cfg.n_test else None
+    test = None
+    if cfg.n_test:
+        test = cached_synthetic_shd(cfg.cache_dir, **synthetic_params(cfg, "test"))
     return train, test
 
 

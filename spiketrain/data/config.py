@@ -34,13 +34,14 @@ class DataConfig:
     max_samples: int = 0             # kind shd: read at most this many samples per file (0: all)
     # synthetic generator knobs (see spiketrain/data/synthetic.py)
     duration: float | None = None    # seconds per synthetic sample (None: T * dt)
-    resolution: float | None = 0.001  # spike-time grid of generated files, seconds (None: continuous)
+    resolution: float | None = 0.001  # spike-time grid of generated files, s (None: continuous)
     noise_rate: float = 1.5          # background Poisson rate per channel, Hz
     signal_rate: float = 100.0       # peak rate inside a class pattern, Hz
     n_events: int = 3                # patterns (channel band x time window) per class
     n_formants: int = 1              # bands driven at once by each event
     n_bands: int = 0                 # >0: classes share a pool of n_bands bands (order matters)
-    band_width: int = 40             # channels per band (scaled to n_in / 700; capped so classes own disjoint bands)
+    band_width: int = 40             # channels per band (scaled to n_in / 700; capped so
+                                     # that classes own disjoint bands when n_bands = 0)
     event_width: float = 0.06        # std of an event's time profile, seconds
     jitter: float = 0.04             # std of per-sample event time jitter, seconds
     channel_jitter: int = 2          # max per-sample shift of the bands, channels
@@ -73,7 +74,8 @@ class DataConfig:
                 bad(key, f"must be a number >= 0, got {v!r}")
         for key in ("duration", "resolution"):
             v = getattr(self, key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not v > 0):
                 bad(key, f"must be a positive number of seconds or null, got {v!r}")
         if self.dt > 10:
             bad("dt", f"is in seconds; {self.dt} s per step is surely a unit mistake (SHD: 0.01)")

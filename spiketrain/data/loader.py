@@ -40,7 +40,8 @@ class SpikeLoader:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
+                             f"world_size={world_size}")
         if len(dataset) < world_size:
             raise ValueError(f"{len(dataset)} samples cannot be shared by {world_size} workers; "
                              "use fewer workers or more data")
@@ -83,7 +84,8 @@ class SpikeLoader:
         if hasattr(ds, "get_batch"):
             return ds.get_batch(idx, sparse=self.sparse)
         items = [ds[int(i)] for i in idx]
-        xs, ys = [s for s, _ in items], torch.as_tensor([int(y) for _, y in items], dtype=torch.int64)
+        xs = [s for s, _ in items]
+        ys = torch.as_tensor([int(y) for _, y in items], dtype=torch.int64)
         if all(isinstance(s, SparseSpikes) for s in xs):
             x = batch_stack(xs)
             return (x if self.sparse else x.dense()), ys

@@ -83,7 +83,8 @@ class SHDDataset:
             self.keys = [k.decode() if isinstance(k, bytes) else str(k)
                          for k in f["extra/keys"][:]] if "extra/keys" in f else None
         if len(times) != n or len(units) != n:
-            raise ValueError(f"{self.path!r}: spikes/times, spikes/units and labels differ in length")
+            raise ValueError(f"{self.path!r}: spikes/times, spikes/units and labels differ "
+                             "in length")
         if n and labels.min() < 0:
             raise ValueError(f"{self.path!r}: negative label {labels.min()}")
         self.n_classes = int(n_classes) if n_classes else int(labels.max(initial=-1)) + 1
@@ -153,4 +154,5 @@ class SHDDataset:
 
     def __repr__(self) -> str:
         return (f"SHDDataset({os.path.basename(self.path)!r}, n={len(self)}, T={self.T}, "
-                f"dt={self.dt}, n_in={self.n_in}, n_classes={self.n_classes}, rate={self.rate:.4f})")
+                f"dt={self.dt}, n_in={self.n_in}, n_classes={self.n_classes}, "
+                f"rate={self.rate:.4f})")

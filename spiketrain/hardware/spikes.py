@@ -70,7 +70,8 @@ class SparseSpikes:
         else:
             time_ptr = _as_index(time_ptr, times.device)
             if time_ptr.numel() != T + 1:
-                raise ValueError(f"time_ptr must have T+1 = {T + 1} entries, got {time_ptr.numel()}")
+                raise ValueError(f"time_ptr must have T+1 = {T + 1} entries, "
+                                 f"got {time_ptr.numel()}")
         self.times, self.batch, self.units, self.time_ptr = times, batch, units, time_ptr
         self._ptr_host = None
 

@@ -11,12 +11,24 @@ def _count_features(ds, n_windows=1):
     feats, labels = [], []
     for x, y in loader:
         T, B, N = x.shape
-        feats.append(x.reshape(n_windows, T // n_windows, B, N).sum(1).permute(1, 0, 2).reshape(B, -1))
+        f = x.reshape(n_windows, T // n_windows, B, N).sum(1)
+        feats.append(f.permute(1, 0, 2).reshape(B, -1))
         labels.append(y)
     return torch.cat(feats), torch.cat(labels)
 
 
 def _logreg_accuracy(train, test, n_classes, steps=200):
+    """Test accuracy of logistic regression (Adam, full batch). One thread: these matrices are
+    tiny and thread hand-offs dominate on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(train, test, n_classes, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(train, test, n_classes, steps):
     (xtr, ytr), (xte, yte) = train, test
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-3
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
