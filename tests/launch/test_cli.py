@@ -99,3 +99,37 @@ def test_custom_model_by_class_path(write_config, tmp_path, monkeypatch):
     assert cfg.model.kwargs == {"hidden": 12, "n_in": 30, "n_out": 3}
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "metrics.parquet").exists()
+
+
+def test_strategy_flag_and_report_columns(write_config, tmp_path):
+    path = write_config(TINY.replace("CACHE", str(tmp_path / "cache")))
+    out = tmp_path / "ck"
+    assert main(["train", str(path), "--out", str(out), "--strategy", "checkpoint"]) == 0
+    row = pq.read_table(out / "metrics.parquet").to_pylist()[-1]
+    assert row["strategy"] == "checkpoint"
+    assert row["recomputed_steps"] > 0 and row["peak_bytes_device"] > 0
+
+
+def test_registered_name_from_config(write_config, tmp_path):
+    import torch
+
+    from spiketrain.launch.build import build_model
+    from spiketrain.models import RecurrentModel, register
+
+    @register("test_cfg_cell")
+    class CfgCell(RecurrentModel):
+        def __init__(self, n_in=1, n_out=1, width=4):
+            super().__init__()
+            self.lin = torch.nn.Linear(n_in, n_out)
+            self.width = width
+
+        def init_state(self, batch_size):
+            return torch.zeros(batch_size, 1)
+
+        def step(self, s, x_t):
+            return s, self.lin(x_t)
+
+    path = write_config("model: {name: test_cfg_cell, width: 7}\ndata: {n_in: 30, n_classes: 3}\n")
+    model = build_model(load_config(path))
+    assert isinstance(model, CfgCell) and model.width == 7
+    assert model.lin.in_features == 30 and model.lin.out_features == 3
