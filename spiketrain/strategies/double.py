@@ -28,8 +28,8 @@ class Double(ScheduledStrategy):
     """Two-level checkpointing. ``period``: steps between coarse (slow-tier) checkpoints;
     ``fine``: steps per fine segment; ``fine_slots``: fine checkpoints kept in ``device``
     (default: all of a period); ``slow``: "disk" or "host" (default: host on CUDA, else disk).
-    Defaults (no budget): ``fine = ceil(T^(1/3))``, ``period = fine * ceil(T^(1/3))``; under a
-    budget the largest fine segment and period that fit."""
+    Defaults (no budget): ``fine = ceil(sqrt(T))``, ``period = fine * ceil(T^(1/4))``; under a
+    budget the longest fine segment (fewest backward calls) and a period that fit."""
 
     def __init__(self, period: int | None = None, fine: int | None = None,
                  fine_slots: int | None = None, slow: str | None = None, **options):
@@ -53,13 +53,14 @@ class Double(ScheduledStrategy):
         """(fine steps q, blocks per period P, fine slots) fitting the budget."""
         dev_cap = self.budget.get("device")
         slow_cap = self.budget.get(slow)
-        root = max(1, math.ceil(T ** (1 / 3)))
-        qs = [self.fine] if self.fine else sorted({max(1, root >> k) for k in range(0, 12)}, reverse=True)
+        q0 = max(1, math.ceil(math.sqrt(T)))      # fine segments as long as checkpoint's
+        root = max(2, math.ceil(T ** 0.25))          # blocks per period
+        qs = [self.fine] if self.fine else sorted({max(1, q0 >> k) for k in range(0, 20)}, reverse=True)
         for q in qs:
             if self.period:
                 Ps = [max(1, self.period // q)]
             else:
-                P0 = max(2, math.ceil(T / q / root))
+                P0 = root
                 Ps = sorted({max(2, P0 >> k) for k in range(0, 16)} | {max(2, P0 << k) for k in range(1, 8)})
                 Ps = [P for P in sorted(Ps, key=lambda P: abs(P - P0))]
             for P in Ps:
