@@ -178,15 +178,18 @@ def bench_T(T: int, repeats: int) -> dict:
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
     x, y = make_batch(T)
     times = {k: [] for k in models}
+    cpu = {k: [] for k in models}
     saved = {}
     for k in models:                                   # warm-up
         _, saved[k] = STEPS[k](models[k], opts[k], x, y)
     for _ in range(repeats):
         for k in models:                               # alternate: same load for both
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             STEPS[k](models[k], opts[k], x, y)
             times[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
     return {"T": T, **{f"{k}_s": statistics.median(v) for k, v in times.items()},
+            **{f"{k}_cpu": statistics.median(v) for k, v in cpu.items()},
             **{f"{k}_saved": saved[k] for k in models}}
 
 
@@ -208,6 +211,7 @@ def main(argv=None) -> int:
     print(f"same math: max relative gradient difference spiketrain vs plain = "
           f"{check_same_math():.1e}")
     hdr = (f"{'T':>5} | {'spiketrain s/step':>17} | {'plain s/step':>12} | {'ratio':>5} | "
+           f"{'cpu s/step st / plain':>21} | "
            f"{'saved (report)':>14} | {'saved plain':>11} | {'RSS +':>9} | {'RSS + plain':>11}")
     print(hdr)
     print("-" * len(hdr))
@@ -219,10 +223,13 @@ def main(argv=None) -> int:
             rss = {k: measure_rss(k, T, args.threads) for k in ("spiketrain", "plain")}
         fmt = lambda n: "n/a" if n is None else format_size(n)
         ratio = r["spiketrain_s"] / r["plain_s"] if r["plain_s"] > 0 else math.nan
+        cpu = f"{r['spiketrain_cpu']:.4f} / {r['plain_cpu']:.4f}"
         print(f"{T:>5} | {r['spiketrain_s']:>17.4f} | {r['plain_s']:>12.4f} | {ratio:>5.2f} | "
+              f"{cpu:>21} | "
               f"{fmt(r['spiketrain_saved']):>14} | {fmt(r['plain_saved']):>11} | "
               f"{fmt(rss['spiketrain']):>9} | {fmt(rss['plain']):>11}", flush=True)
-    print("ratio = spiketrain / plain seconds per step (< 1: spiketrain faster)")
+    print("ratio = spiketrain / plain wall seconds per step (< 1: spiketrain faster); cpu = "
+          "process CPU seconds per step (less sensitive to other jobs on the machine)")
     return 0
 
 
