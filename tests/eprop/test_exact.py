@@ -87,3 +87,16 @@ def test_sparse_and_dense_presynaptic_paths_agree(data, monkeypatch):
     _, sparse = eprop_grads(model, x, y)
     for name in dense:
         torch.testing.assert_close(sparse[name], dense[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "alif"])
+def test_recurrent_weights_at_zero_are_exact(neuron, data):
+    """With W_rec = 0 the recurrent path e-prop leaves out carries nothing: w_rec's gradient
+    (presynaptic z_{t-1}) and w_in's equal BPTT's."""
+    x, y = data
+    model = make_model(neuron, recurrent=True)
+    with torch.no_grad():
+        model.layers[0].w_rec.zero_()
+    _, gb = bptt_grads(model, x, y)
+    _, ge = eprop_grads(model, x, y)
+    _assert_equal(gb, ge)
