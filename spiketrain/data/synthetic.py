@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .shd import unique_keys
+
 FORMAT_VERSION = 1
 
 
@@ -116,9 +118,9 @@ def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_
     keep = (t >= 0) & (t < duration)
     t, u = t[keep], u[keep]
     if resolution:
-        k = np.floor(t / resolution).astype(np.int64)
-        k = np.minimum(k, int(np.ceil(duration / resolution)) - 1)
-        key = np.unique(k * n_in + u)          # one spike per (grid point, unit), time-sorted
+        n_grid = int(np.ceil(duration / resolution))
+        k = np.minimum(np.floor(t / resolution).astype(np.int64), n_grid - 1)
+        key = unique_keys(k * n_in + u, n_grid * n_in)   # one spike per (grid point, unit)
         k, u = key // n_in, key % n_in
         t = k * resolution
     else:
