@@ -83,7 +83,6 @@ def test_sparse_and_dense_presynaptic_paths_agree(data, monkeypatch):
     monkeypatch.setattr(SynapseTrace, "sparse_below", 0.0)
     _, dense = eprop_grads(model, x, y)
     monkeypatch.setattr(SynapseTrace, "sparse_below", 1.1)
-    monkeypatch.setattr(SynapseTrace, "block", 100)
     _, sparse = eprop_grads(model, x, y)
     for name in dense:
         torch.testing.assert_close(sparse[name], dense[name], rtol=1e-10, atol=1e-12)

@@ -23,6 +23,8 @@ step-by-step trace update; every ``K`` gives the same result up to rounding.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -68,13 +70,12 @@ class SynapseTrace:
 
     ``step_chunk(adj, q)`` advances over one chunk with presynaptic signal ``q [K, B, n_pre]``
     and adds the chunk's contribution to the gradient. Sparse presynaptic activity (spikes;
-    density below ``sparse_below``) is consumed as a list of events: each event adds one
-    ``[H]`` row to each trace component and one ``[H]`` row to the gradient, so the
-    synapse-level work per chunk is proportional to the number of presynaptic spikes.
+    density below ``sparse_below``) is consumed as a sparse CSR event matrix: each event adds
+    one ``[H]`` row to each trace component and to the gradient, so the synapse-level work
+    per chunk is proportional to the number of presynaptic spikes, not ``K * B * n_pre * H``.
     """
 
-    sparse_below = 0.01
-    block = 16384  # events handled per scatter (bounds the temporary rows)
+    sparse_below = 0.1
 
     def __init__(self, B: int, H: int, M: int, n_pre: int, dtype, device):
         self.B, self.H, self.M, self.n_pre = B, H, M, n_pre
@@ -91,8 +92,8 @@ class SynapseTrace:
         """Peak bytes: the trace plus one temporary of the same size during the update."""
         return 2 * M * B * H * n_pre * itemsize
 
-    def step_chunk(self, adj: ChunkAdjoint, q: Tensor, events=None) -> None:
-        """``q [K, B, n_pre]``; ``events`` optional ``(s, b, j)`` index tensors of its nonzeros."""
+    def step_chunk(self, adj: ChunkAdjoint, q: Tensor) -> None:
+        """Advance over one chunk with presynaptic signal ``q [K, B, n_pre]``."""
         K, B, n = q.shape
         H, M = self.H, self.M
         u = self.u
@@ -111,10 +112,8 @@ class SynapseTrace:
             u = new
         else:
             u = q.new_zeros(M, B, n, H)
-        if events is None and q.numel() and (q != 0).sum() < self.sparse_below * q.numel():
-            events = torch.nonzero(q, as_tuple=True)
-        if events is not None:
-            self._scatter(adj, q, u, events)
+        if q.numel() and (q != 0).sum() < self.sparse_below * q.numel():
+            self._scatter(adj, q, u)
         else:
             # dense presynaptic activity: two GEMMs over the chunk
             self.grad_t.addmm_(q.reshape(K * B, n).t(), adj.delta.reshape(K * B, H))
@@ -123,21 +122,27 @@ class SynapseTrace:
                 u[m].baddbmm_(qb, adj.rho[:, m].transpose(0, 1))
         self.u = u
 
-    def _scatter(self, adj: ChunkAdjoint, q: Tensor, u: Tensor, events) -> None:
-        s, b, j = events
+    def _scatter(self, adj: ChunkAdjoint, q: Tensor, u: Tensor) -> None:
+        """Sparse presynaptic events: CSR [rows, K*B] @ dense rows ``[K*B, H]``."""
         K, B, n = q.shape
         H, M = self.H, self.M
-        delta = adj.delta.reshape(K * B, H)
-        rho = adj.rho.permute(1, 0, 2, 3).reshape(M, K * B, H)
-        uf = u.view(M, B * n, H)
-        for a in range(0, s.numel(), self.block):
-            sl = slice(a, a + self.block)
-            sb = s[sl] * B + b[sl]
-            val = q[s[sl], b[sl], j[sl]].unsqueeze(1)
-            binary = bool((val == 1).all())
-            rows = delta.index_select(0, sb)
-            self.grad_t.index_add_(0, j[sl], rows if binary else rows * val)
-            tgt = b[sl] * n + j[sl]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # trace: rows (b, j), columns (s, b); nonzero of [B, n, K] comes sorted by row
+            b, j, s = torch.nonzero(q.permute(1, 2, 0), as_tuple=True)
+            vals = q[s, b, j]
+            a = _csr_matrix(b * n + j, s * B + b, vals, B * n, K * B)
+            uf = u.view(M, B * n, H)
             for m in range(M):
-                rows = rho[m].index_select(0, sb)
-                uf[m].index_add_(0, tgt, rows if binary else rows * val)
+                uf[m].addmm_(a, adj.rho[:, m].reshape(K * B, H))
+            # gradient: rows j, columns (s, b)
+            j, s, b = torch.nonzero(q.permute(2, 0, 1), as_tuple=True)
+            a = _csr_matrix(j, s * B + b, q[s, b, j], n, K * B)
+            self.grad_t.addmm_(a, adj.delta.reshape(K * B, H))
+
+
+def _csr_matrix(rows: Tensor, cols: Tensor, vals: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """CSR ``[n_rows, n_cols]`` from entries sorted by row."""
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return torch.sparse_csr_tensor(crow, cols, vals, (n_rows, n_cols))
