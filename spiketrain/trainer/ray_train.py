@@ -178,7 +178,12 @@ class TrainerJob:
     def __init__(self, trainer, rank: int, world_size: int, device=None,
                  deepspeed: dict | None = None):
         t = self.trainer = trainer
+        if t.batch_size % world_size:
+            raise ValueError(f"trainer.batch_size {t.batch_size} is not divisible by {world_size} "
+                             f"workers; pick a multiple of the worker count")
+        # the configured batch is the global one: each rank trains on its shard of it
         t.rank, t.world_size, t.workers = rank, world_size, 1
+        t.batch_size //= world_size
         t.progress = t.progress and rank == 0
         t.verbose = t.verbose and rank == 0
         self.engine = None
