@@ -109,8 +109,9 @@ class EProp(Strategy):
             M = C + 1
             pres = [n_pre] + ([H] if getattr(layer, "w_rec", None) is not None else [])
             total += sum(SynapseTrace.nbytes(B, H, M, n, itemsize) for n in pres)
-            # chunk buffers: inputs, states, currents, Jacobians (plain + augmented), rho, delta, L
-            total += K * B * (n_pre + H * (2 * C + 2 + C * C + C + M * M + M + M + 3)) * itemsize
+            # chunk buffers: inputs; states, Jacobians A and c, their vjp results, rho (C+1);
+            # current, spikes, previous spikes, delta, learning signal
+            total += K * B * (n_pre + H * (C * C + 4 * C + 6)) * itemsize
             n_pre = H
         return total
 
