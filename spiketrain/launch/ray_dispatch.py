@@ -9,7 +9,6 @@ process group of one).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 
 from .config import ConfigError
@@ -29,12 +28,6 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
                    help="restart the workers from the last snapshot up to N times (default 1)")
 
 
-def _deepspeed_options(trainer) -> dict | None:
-    cfg = getattr(trainer, "config", None)
-    sec = getattr(cfg, "sections", {}).get("deepspeed") if cfg is not None else None
-    return dataclasses.asdict(sec) if dataclasses.is_dataclass(sec) else sec
-
-
 def fit(trainer, args: argparse.Namespace) -> dict:
     """Train ``trainer`` as the command line asks; returns the last epoch's metrics row."""
     from ..trainer import ray_train
@@ -50,7 +43,7 @@ def fit(trainer, args: argparse.Namespace) -> dict:
         trainer.workers = 1
         if trainer.engine == "torch":
             return trainer.fit()
-        return ray_train.fit_local(trainer, deepspeed=_deepspeed_options(trainer))
+        return ray_train.fit_local(trainer)
     # $RAY_ADDRESS says where Ray is, not that one worker must go through it (a Ray job's
     # driver has it set): only --workers, --address or the config ask for Ray Train.
     use_ray = (getattr(args, "workers", None) is not None or getattr(args, "address", None)
@@ -59,8 +52,7 @@ def fit(trainer, args: argparse.Namespace) -> dict:
         return trainer.fit()
     trainer.workers = workers
     return ray_train.fit(trainer, address=address, workers=workers,
-                         max_failures=getattr(args, "max_failures", 1),
-                         deepspeed=_deepspeed_options(trainer))
+                         max_failures=getattr(args, "max_failures", 1))
 
 
 def _register_sections() -> None:

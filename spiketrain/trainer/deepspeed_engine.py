@@ -78,6 +78,17 @@ def ds_config(opts: DeepSpeedOptions, world_size: int = 1) -> dict[str, Any]:
     }
 
 
+def _allow_in_snapshots() -> None:
+    """Snapshots are read with ``torch.load(weights_only=True)``; a ZeRO optimizer's state
+    holds DeepSpeed's loss-scaler objects and stage enum, so allow exactly those classes."""
+    from deepspeed.runtime.fp16 import loss_scaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    torch.serialization.add_safe_globals(
+        [ZeroStageEnum] + [getattr(loss_scaler, n) for n in ("LossScaler", "DynamicLossScaler")
+                           if hasattr(loss_scaler, n)])
+
+
 class DeepSpeedEngine:
     """Wrap ``model`` and its torch ``optimizer`` in a DeepSpeed engine.
 
@@ -95,6 +106,7 @@ class DeepSpeedEngine:
             options = DeepSpeedOptions(**(options or {}))
         self.options = options
         ensure_process_group()
+        _allow_in_snapshots()
         self.module, self.optimizer, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, config=ds_config(options))
 

@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -152,10 +153,15 @@ _AVERAGED = ("train_loss", "train_acc", "sec_per_step")
 
 class _EngineOptimizer:
     """Optimizer-shaped view of a DeepSpeed engine for the Trainer's loop: ``step`` runs the
-    engine's update (which zeroes the gradients), state goes to the ZeRO optimizer."""
+    engine's update (which zeroes the gradients).
 
-    def __init__(self, engine):
-        self.engine = engine
+    Snapshot state is the wrapped torch optimizer's (plain tensors). Under ZeRO 1/2 on several
+    workers each rank holds only its partition of it, which a rank-0 snapshot cannot carry:
+    there a resume restarts the optimizer state (weights, epoch, RNG and data position are
+    restored as always)."""
+
+    def __init__(self, engine, world_size: int):
+        self.engine, self.world_size = engine, world_size
         self.param_groups = engine.optimizer.param_groups
 
     def step(self):
@@ -164,11 +170,24 @@ class _EngineOptimizer:
     def zero_grad(self, set_to_none: bool = True):
         pass
 
+    def _base(self):
+        opt = self.engine.optimizer
+        return opt, getattr(opt, "optimizer", opt)  # ZeRO wraps the torch optimizer
+
     def state_dict(self):
-        return self.engine.state_dict()
+        opt, base = self._base()
+        partitioned = base is not opt and self.world_size > 1
+        return {"partitioned": partitioned, "state": None if partitioned else base.state_dict()}
 
     def load_state_dict(self, state):
-        self.engine.load_state_dict(state)
+        opt, base = self._base()
+        if state.get("state") is None:
+            warnings.warn("DeepSpeed snapshot from a ZeRO-partitioned run: optimizer state "
+                          "restarts (weights, epoch, RNG and data position are restored)")
+            return
+        base.load_state_dict(state["state"])
+        if base is not opt and hasattr(opt, "refresh_fp32_params"):
+            opt.refresh_fp32_params()  # ZeRO's fp32 partitions from the just-loaded weights
 
 
 class TrainerJob:
@@ -194,7 +213,7 @@ class TrainerJob:
             opts.setdefault("clip_grad", t.clip_grad or 0.0)
             t.clip_grad = None  # DeepSpeed clips
             self.engine = DeepSpeedEngine(t.model, t.optimizer, opts)
-            t.model, t.optimizer = self.engine.module, _EngineOptimizer(self.engine)
+            t.model, t.optimizer = self.engine.module, _EngineOptimizer(self.engine, world_size)
         self.epochs = t.epochs
         self.start_epoch = 0
         if t.resume is not None:  # --resume RUN_DIR (a Ray snapshot, if any, wins over it)
@@ -233,6 +252,15 @@ class TrainerJob:
         return self.trainer.epoch
 
 
+def deepspeed_options(trainer) -> dict | None:
+    """The ``deepspeed:`` config section of a Trainer built from a config, as a dict."""
+    import dataclasses
+
+    cfg = getattr(trainer, "config", None)
+    sec = getattr(cfg, "sections", {}).get("deepspeed") if cfg is not None else None
+    return dataclasses.asdict(sec) if dataclasses.is_dataclass(sec) else sec
+
+
 def _make_trainer_job(trainer, deepspeed, rank, world_size, device):
     return TrainerJob(trainer, rank, world_size, device, deepspeed=deepspeed)
 
@@ -260,11 +288,7 @@ def fit(trainer, address: str | None = None, workers: int | None = None,
     out = Path(trainer.out_dir).resolve()
     trainer.out_dir = out
     if deepspeed is None:
-        cfg = getattr(trainer, "config", None)
-        deepspeed = getattr(cfg, "sections", {}).get("deepspeed") if cfg is not None else None
-        if deepspeed is not None and not isinstance(deepspeed, dict):
-            import dataclasses
-            deepspeed = dataclasses.asdict(deepspeed)
+        deepspeed = deepspeed_options(trainer)
     job = functools.partial(_make_trainer_job, trainer, deepspeed)
     res = fit_ray(job, workers=n, run_dir=out, name="ray", use_gpu=use_gpu,
                   max_failures=max_failures, address=address, cpus_per_worker=cpus_per_worker)
@@ -274,7 +298,8 @@ def fit(trainer, address: str | None = None, workers: int | None = None,
 def fit_local(trainer, deepspeed: dict | None = None) -> dict:
     """The Ray workers' loop in this process, one worker, no Ray (``--no-ray``); also how
     ``engine: deepspeed`` trains without Ray (a gloo process group of one)."""
-    job = TrainerJob(trainer, 0, 1, deepspeed=deepspeed)
+    job = TrainerJob(trainer, 0, 1, deepspeed=deepspeed if deepspeed is not None
+                     else deepspeed_options(trainer))
     row: dict = {}
     for epoch in range(job.start_epoch, job.epochs):
         row = job.train_epoch(epoch)
