@@ -24,7 +24,7 @@ from ..models.surrogates import SURROGATE_GRADS
 from .bits import SpikeStore
 from .sparse import SparseIndex, choose_mode, project
 
-DEFAULT_BLOCK = 256
+DEFAULT_BLOCK = 64  # steps per block: bounds backward temporaries to ~10 x [64, B, H] floats
 
 
 @dataclass
@@ -96,17 +96,23 @@ class LayerInput:
         return g2.t() @ xb.reshape(-1, xb.shape[-1])
 
 
-def _membrane(spec: LayerSpec, i_in: Tensor, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
+def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
               z: Tensor, spikes_out: Tensor, block: int):
-    """Forward loop (no autograd). Writes spikes (bool) into ``spikes_out [T, B, H]``; returns
-    the final ``(v, a, z)`` and the states ``(v, a)`` at the start of every block."""
+    """Forward loop (no autograd). ``current(t0, t1)`` gives the input current of a block
+    ``[t1 - t0, B, H]`` (computed a block at a time to bound memory). Writes spikes (bool)
+    into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)`` and the states ``(v, a)``
+    at the start of every block."""
     wt = w_rec.t() if spec.recurrent else None
     beta, thr0, sub = spec.beta, spec.threshold, spec.reset == "subtract"
     ck_v, ck_a = [], []
-    for t, i_t in enumerate(i_in.unbind(0)):
+    T = spikes_out.shape[0]
+    i_blk: list[Tensor] = []
+    for t in range(T):
         if t % block == 0:
             ck_v.append(v)
             ck_a.append(a)
+            i_blk = current(t, min(t + block, T)).unbind(0)
+        i_t = i_blk[t % block]
         cur = i_t + z @ wt if wt is not None else i_t
         if spec.alif:
             a = spec.rho * a + z
@@ -130,10 +136,10 @@ class _FusedLayer(torch.autograd.Function):
         if inp.kind == "dense" and inp.mode == "sparse":
             # index the input once; backward slices it per block instead of re-scanning
             inp.cached = inp.index(0, T, x)
-        i_in = inp.current(0, T, x, w_in, B)
         H = w_in.shape[0]
         spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
-        (v, a, z), ck_v, ck_a = _membrane(spec, i_in, w_rec, v0, a0, z0, spikes, block)
+        (v, a, z), ck_v, ck_a = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
+                                          w_rec, v0, a0, z0, spikes, block)
         store = SpikeStore(spikes, storage)
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
         ctx.storage = storage
@@ -203,8 +209,10 @@ class _FusedLayer(torch.autograd.Function):
                 else:
                     v = beta * v + cur[k] - thr0 * z if sub else beta * v * (1.0 - z) + cur[k]
                 vs[k] = v
+            del cur
             xarg = (vs - (thrs if spec.alif else thr0)) / thr0
             s = fn(xarg, scale) / thr0
+            del xarg
             if sub:
                 m = None
                 nterm = -thrs if spec.alif else None
@@ -302,8 +310,12 @@ class _LeakyReadout(torch.autograd.Function):
         gz = gu @ w if ctx.needs_input_grad[0] else None
         gw = gb = None
         if ctx.needs_input_grad[1]:
-            z = SpikeStore.wrap(st, ctx.shape, ctx.storage).load(go.dtype)
-            gw = gu.reshape(-1, gu.shape[-1]).t() @ z.reshape(-1, z.shape[-1])
+            store = SpikeStore.wrap(st, ctx.shape, ctx.storage)
+            gw = w.new_zeros(w.shape)
+            T, K = go.shape[0], 256
+            for t0 in range(0, T, K):  # a block at a time: no full-length float copy of z
+                z = store.load_range(t0, min(t0 + K, T), go.dtype)
+                gw += gu[t0:t0 + K].reshape(-1, gu.shape[-1]).t() @ z.reshape(-1, z.shape[-1])
         if ctx.needs_input_grad[2]:
             gb = gu.sum((0, 1))
         return gz, gw, gb, c, None, None, None, None

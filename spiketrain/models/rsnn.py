@@ -69,7 +69,8 @@ class RSNN(RecurrentModel):
         if spike_storage not in STORAGES:
             raise ValueError(f"spike_storage must be one of {STORAGES}, got {spike_storage!r}")
         self.fused, self.sparse, self.spike_storage = bool(fused), sparse, spike_storage
-        self.fused_block = 256  # steps between membrane checkpoints inside a fused chunk
+        from ..hardware.fused_lif import DEFAULT_BLOCK
+        self.fused_block = DEFAULT_BLOCK  # steps between membrane checkpoints in a fused chunk
         if neuron not in NEURONS:
             raise ValueError(f"unknown neuron {neuron!r}; choose one of {sorted(NEURONS)}")
         if readout not in READOUTS:

@@ -30,7 +30,7 @@ def test_binary_storage_at_least_3x_smaller_than_float():
     assert as_bool == T * B * H + ckpt
     assert as_bits == math.ceil(T * B * H / 8) + ckpt
     assert plain / as_bool >= 3 and as_float / as_bool >= 3
-    assert plain / as_bits >= 30 and as_float / as_bits >= 20
+    assert plain / as_bits >= 20 and as_float / as_bits >= 10
 
 
 @pytest.mark.parametrize("storage", ["bits", "bool"])
