@@ -101,7 +101,8 @@ def cosines(T: int, B: int, layers: int, neuron: str) -> list[tuple[str, float]]
 
 def _child(args, strategy: str, T: int) -> dict | None:
     cmd = [sys.executable, __file__, "--one", strategy, str(T), "--B", str(args.B),
-           "--repeats", str(args.repeats if T <= 1000 else 1), "--chunk", str(args.chunk)]
+           "--repeats", str(args.repeats if T <= 1000 else 1), "--chunk", str(args.chunk),
+           "--threads", str(args.threads)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         print(f"  {strategy} T={T} failed: {p.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -117,8 +118,11 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--bptt-max-T", type=int, default=10_000)
     ap.add_argument("--cos-T", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a "
+                    "shared machine)")
     ap.add_argument("--one", nargs=2, metavar=("STRATEGY", "T"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.B, args.repeats, args.chunk)))
         return 0
