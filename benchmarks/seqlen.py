@@ -219,25 +219,22 @@ def longest(budget: str):
         plan = s.plan(T, S, saved, torch.device("cpu"))
         return plan.need["device"] <= cap, plan.desc
 
-    for name in ("bptt", "checkpoint", "revolve", "double", "offload"):
-        if name == "offload":
-            print(f"{'offload':12s} {'unbounded by device':>26s}  everything saved goes to host/disk; "
-                  f"bounded by host/disk size")
-            continue
-        lo, hi, desc = 1, 1, ""
-        while hi < 10**12:
-            ok, d = fits(name, hi)
-            if not ok:
-                break
-            lo, desc, hi = hi, d, hi * 4
-        if hi >= 10**12:
-            print(f"{name:12s} {'> 1e12':>26s}  {desc}")
-            continue
+    for name in ("bptt", "checkpoint"):
+        lo, hi, desc = 1, 2, ""
+        while fits(name, hi)[0]:
+            lo, desc, hi = hi, fits(name, hi)[1], hi * 2
         while hi - lo > max(1, lo // 1000):
             mid = (lo + hi) // 2
             ok, d = fits(name, mid)
             lo, hi, desc = (mid, hi, d) if ok else (lo, mid, desc)
         print(f"{name:12s} {lo:26,d}  {desc}")
+    for name in ("revolve", "double"):
+        for T in (10**6, 10**8):
+            o = {"block": math.ceil(math.sqrt(T))} if name == "revolve" else {}
+            ok, d = fits(name, T, **o)
+            print(f"{name:12s} {'T=' + format(T, ',') + (' fits' if ok else ' does not fit'):>26s}  {d}")
+    print(f"{'offload':12s} {'unbounded by device':>26s}  everything saved goes to host/disk "
+          f"(bounded by their size)")
 
 
 def auto_grid(Ts, budgets, repeats):

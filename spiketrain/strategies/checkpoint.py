@@ -40,6 +40,15 @@ def segment_peak(bounds: list[int], S: int, saved: SavedModel) -> int:
     return max(k * S + saved(bounds[k + 1] - bounds[k]) for k in range(len(bounds) - 1))
 
 
+def uniform_peak(T: int, seg: int, S: int, saved: SavedModel) -> int:
+    """:func:`segment_peak` for ``seg``-step segments (the last one shorter), in O(1)."""
+    seg = min(seg, T)
+    nb = -(-T // seg)
+    last = T - (nb - 1) * seg
+    full = (nb - 2) * S + saved(seg) if nb >= 2 else 0
+    return max(full, (nb - 1) * S + saved(last))
+
+
 @register("checkpoint")
 class Checkpoint(ScheduledStrategy):
     """Segment checkpointing. ``segment``: steps per segment (default ``ceil(sqrt(T))``, or
@@ -57,13 +66,13 @@ class Checkpoint(ScheduledStrategy):
             return min(self.segment, T)
         seg = max(1, math.ceil(math.sqrt(T)))
         cap = self.budget.get("device")
-        if cap is None or segment_peak(block_bounds(T, seg), S, saved) <= cap:
+        if cap is None or uniform_peak(T, seg, S, saved) <= cap:
             return seg
         # the segment minimising the device peak is near sqrt(T S / per_step); take the
         # largest segment below it that fits (fewest backward calls)
         best = max(1, round(math.sqrt(T * S / max(1, saved.per_step))))
         for cand in range(min(best, T), 0, -1):
-            if segment_peak(block_bounds(T, cand), S, saved) <= cap:
+            if uniform_peak(T, cand, S, saved) <= cap:
                 return cand
         return best
 
@@ -71,7 +80,7 @@ class Checkpoint(ScheduledStrategy):
         seg = self.choose_segment(T, state_bytes, saved)
         bounds = block_bounds(T, seg)
         nb = len(bounds) - 1
-        need = {"device": segment_peak(bounds, state_bytes, saved)}
+        need = {"device": uniform_peak(T, seg, state_bytes, saved)}
         return Plan(lambda: segment_schedule(nb), bounds, {StorageType.RAM: "device"}, need,
                     f"checkpoint(segment={seg}, checkpoints={nb - 1}, "
                     f"device={format_size(need['device'])})",

@@ -147,7 +147,7 @@ class Executor:
         """First forward: keep outputs (or their reduction) and per-step checksums."""
         L = y.shape[0]
         if self.sums is None:
-            self.sums = torch.empty(self.T, dtype=torch.float64)
+            self.sums = torch.empty(self.T, dtype=torch.float64, device=y.device)
             self.yshape = tuple(y.shape[1:])
             if self.reduce is None:
                 self.out = y.new_empty((self.T,) + self.yshape)

@@ -93,7 +93,9 @@ class _Packer:
     def _fetch(self, k: int) -> Tensor:
         if k in self.inflight:
             torch.cuda.current_stream().wait_stream(self.stream)
-            return self.inflight.pop(k)
+            t = self.inflight.pop(k)
+            t.record_stream(torch.cuda.current_stream())  # allocated on the side stream
+            return t
         return self.tier.get(k, device=self.device)[0]
 
     def _prefetch_before(self, k: int) -> None:

@@ -42,6 +42,10 @@ def test_checkpoint_peak(T, seg):
     _, _, rep = run(model, x, "checkpoint", segment=seg)
     assert rep.peak_bytes["device"] == predicted
     assert rep.notes["predicted_peak_bytes"]["device"] == predicted
+    from spiketrain.strategies.checkpoint import segment_peak, uniform_peak
+    from spiketrain.strategies.scheduled import SavedModel
+    sm = SavedModel(0, 0, exact=f)
+    assert uniform_peak(T, seg, S, sm) == segment_peak(bounds, S, sm) == predicted
     assert rep.recomputed_steps == T - lengths[-1]
     assert rep.notes["peak_checkpoints"].get("device", 0) == len(lengths) - 1
     assert rep.bytes_moved == 0
