@@ -25,6 +25,7 @@ test: setup
 	CI=true $(BIN)/python -m pytest tests </dev/null
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/step_time.py
 
 clean:
