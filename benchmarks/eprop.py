@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, nargs="+", default=[100, 1000, 10_000, 100_000])
     ap.add_argument("--B", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=50)
     ap.add_argument("--bptt-max-T", type=int, default=10_000)
     ap.add_argument("--cos-T", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a "

@@ -85,14 +85,15 @@ def check_model(model) -> None:
 class EProp(Strategy):
     """Forward-mode e-prop (see the module docstring). Options:
 
-    chunk: steps evaluated together (default 64); memory grows with ``chunk``, never with T.
+    chunk: steps evaluated together (default 50); memory grows with ``chunk``, never with T
+        (the trace is carried over from the second chunk on, so it is flat for T >= 2 chunk).
     check: verify once per unroll that each layer's dynamics is diagonal per neuron and that
         the model's own ``step`` matches the structure e-prop assumes (default True).
     """
 
     online = True
 
-    def __init__(self, budget: dict[str, Any] | None = None, chunk: int = 64, check: bool = True):
+    def __init__(self, budget: dict[str, Any] | None = None, chunk: int = 50, check: bool = True):
         super().__init__(budget=budget)
         if int(chunk) < 1:
             raise ValueError(f"eprop chunk must be >= 1, got {chunk}")

@@ -80,6 +80,7 @@ class SynapseTrace:
     def __init__(self, B: int, H: int, M: int, n_pre: int, dtype, device):
         self.B, self.H, self.M, self.n_pre = B, H, M, n_pre
         self.u = None  # zero until the first chunk (lazy)
+        self._spare = None
         self.grad_t = torch.zeros(n_pre, H, dtype=dtype, device=device)
 
     @property
@@ -104,12 +105,12 @@ class SynapseTrace:
                     self.grad_t.addcmul_(u[m, b], adj.lam0[m, b])
             # carry the trace over the chunk: u[m] <- sum_k Phi[m, k] u[k] (per neuron);
             # e does not depend on ebar (Phi[m, C] = 0 for m < C)
-            new = torch.empty_like(u)
+            new = self._spare if self._spare is not None else torch.empty_like(u)
             for m in range(M):
                 torch.mul(u[0], adj.Phi[m, 0].unsqueeze(1), out=new[m])
                 for k in range(1, M if m == M - 1 else M - 1):
                     new[m].addcmul_(u[k], adj.Phi[m, k].unsqueeze(1))
-            u = new
+            self._spare, u = u, new  # double buffer: no fresh 2x trace allocation per chunk
         else:
             u = q.new_zeros(M, B, n, H)
         if q.numel() and (q != 0).sum() < self.sparse_below * q.numel():
