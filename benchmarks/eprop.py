@@ -84,10 +84,10 @@ def one(strategy: str, T: int, B: int, repeats: int, chunk: int) -> dict:
             "report": report}
 
 
-def cosines(T: int, B: int, layers: int, neuron: str) -> list[tuple[str, float]]:
-    """Cosine similarity of e-prop to BPTT gradients, per parameter, recurrent SHD net."""
+def cosines(T: int, B: int, layers: int, neuron: str, surrogate: str) -> list[tuple]:
+    """Cosine similarity of e-prop to BPTT gradients and their norm ratio, per parameter."""
     torch.manual_seed(1)
-    model = st.models.RSNN(N_IN, HIDDEN, N_OUT, neuron=neuron, layers=layers)
+    model = st.models.RSNN(N_IN, HIDDEN, N_OUT, neuron=neuron, layers=layers, surrogate=surrogate)
     x = _inputs(T, B, seed=1).dense()
     y = torch.randint(0, N_OUT, (B,)).unsqueeze(0).expand(T, B)
     out = st.unroll(model, x, "bptt")
@@ -95,7 +95,7 @@ def cosines(T: int, B: int, layers: int, neuron: str) -> list[tuple[str, float]]
     gb = torch.autograd.grad(loss, list(model.parameters()))
     loss = st.unroll(model, x, "eprop", step_loss=_step_ce, targets=y)
     ge = torch.autograd.grad(loss, list(model.parameters()))
-    return [(n, float(F.cosine_similarity(a.flatten(), b.flatten(), 0)))
+    return [(n, float(F.cosine_similarity(a.flatten(), b.flatten(), 0)), float(a.norm() / b.norm()))
             for (n, _), a, b in zip(model.named_parameters(), gb, ge)]
 
 
@@ -151,10 +151,13 @@ def main(argv=None) -> int:
         e, b = rows[1000]
         print(f"eprop / bptt seconds per simulated step at T=1,000: {e['s'] / b['s']:.2f} "
               f"(target <= 1.00)")
-    print(f"\ncosine(eprop, bptt) per parameter, recurrent nets, T={args.cos_T}, B={args.B}")
-    for neuron, layers in (("lif", 1), ("alif", 1), ("lif", 2)):
-        cs = cosines(args.cos_T, args.B, layers, neuron)
-        print(f"  {neuron} x{layers}: " + ", ".join(f"{n}={c:.3f}" for n, c in cs))
+    print(f"\ncosine(eprop, bptt) per parameter [|bptt| / |eprop|], recurrent nets, "
+          f"T={args.cos_T}, B={args.B}")
+    for surrogate in ("fast_sigmoid", "superspike"):
+        for neuron, layers in (("lif", 1), ("alif", 1), ("lif", 2)):
+            cs = cosines(args.cos_T, args.B, layers, neuron, surrogate)
+            print(f"  {surrogate:12s} {neuron} x{layers}: " +
+                  ", ".join(f"{n.replace('layers.', 'L')}={c:.3f} [{r:.2g}]" for n, c, r in cs))
     return 0
 
 
