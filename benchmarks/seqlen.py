@@ -237,6 +237,9 @@ def longest(budget: str):
           f"(bounded by their size)")
 
 
+CACHE = os.environ.get("BENCH_AUTO_CACHE", "/tmp/spiketrain_auto_grid.json")  # measured runs
+
+
 def auto_grid(Ts, budgets, repeats):
     """For each (T, device budget): auto's ranking (estimated), then every feasible candidate
     measured; is auto's choice the measured fastest (or within 1.2x of it)?"""
@@ -246,6 +249,7 @@ def auto_grid(Ts, budgets, repeats):
     print(f"{'T':>6s} {'budget':>8s} {'auto choice':28s} {'measured fastest':28s} {'choice s':>9s} "
           f"{'best s':>8s} {'ratio':>6s}  all measured (CPU s/step)")
     cases, hits, worst = 0, 0, 1.0
+    cache = json.load(open(CACHE)) if os.path.exists(CACHE) else {}
     for T in Ts:
         model = make_model()
         src = PoissonSource(T)
@@ -261,7 +265,12 @@ def auto_grid(Ts, budgets, repeats):
                 opts = dict(r.options)
                 if r.name != "bptt":
                     opts["budget"] = {"device": b}
-                m = run_child(r.name, T, repeats, opts=opts)
+                key = json.dumps([r.name, T, opts], sort_keys=True)
+                if key not in cache:
+                    cache[key] = run_child(r.name, T, repeats, opts=opts)
+                    with open(CACHE, "w") as f:
+                        json.dump(cache, f)
+                m = cache[key]
                 label = r.name + ("(" + ",".join(f"{k}={v}" for k, v in r.options.items()) + ")"
                                   if r.options else "")
                 meas.append((m.get("cpu_s_per_step", math.inf), label, r))
