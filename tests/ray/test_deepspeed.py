@@ -1,11 +1,17 @@
-"""``engine: deepspeed`` on CPU (gloo): same losses as the plain optimizer path."""
+"""``engine: deepspeed`` on CPU (gloo, no Ray): same losses as the plain optimizer path."""
 import pytest
 
 pytest.importorskip("deepspeed")
 
-from spiketrain.trainer.ray_job import SpikeJob  # noqa: E402
-
 TOL = 1e-5  # fp32: ZeRO partitions the same arithmetic, so losses agree to rounding
+
+CFG = """
+model: {{name: rsnn, hidden: 16}}
+data: {{kind: synthetic, T: 30, n_in: 20, n_classes: 4, n_train: 32, n_test: 16,
+       cache_dir: {cache}}}
+strategy: bptt
+trainer: {{epochs: 2, batch_size: 8, optimizer: sgd, lr: 0.02, progress: false}}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -16,45 +22,51 @@ def process_group():
         dist.destroy_process_group()
 
 
-def _losses(engine, stage=0):
-    cfg = {"data": {"T": 40}, "deepspeed": {"zero_stage": stage},
-           "trainer": {"epochs": 2, "steps_per_epoch": 3, "optimizer": "sgd", "lr": 2e-3,
-                       "engine": engine}}
-    return [row["loss"] for row in SpikeJob(cfg).fit()]
-
-
-@pytest.mark.parametrize("stage", [1, 2])
-def test_deepspeed_zero_matches_plain_optimizer(stage, process_group):
-    plain = _losses("torch")
-    ds = _losses("deepspeed", stage)
-    assert plain[0] != plain[-1]  # it trained
-    assert ds == pytest.approx(plain, rel=TOL, abs=TOL)
-
-
-def test_trainer_deepspeed_resume_matches_plain_run(process_group, tmp_path):
-    """The Trainer with engine: deepspeed (ZeRO 2, no Ray): 1 epoch, snapshot, resume for the
-    2nd epoch; same metrics as 2 uninterrupted epochs with the plain optimizer."""
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
     from spiketrain.launch import ray_dispatch  # noqa: F401  (registers the deepspeed: section)
     from spiketrain.launch.build import build_trainer
     from spiketrain.launch.config import load_config
+    from spiketrain.trainer import read_metrics
+
+    tmp = tmp_path_factory.mktemp("ds")
+    cfg = tmp / "c.yaml"
+    cfg.write_text(CFG.format(cache=tmp / "cache"))
+
+    def trainer(name, *overrides, **kw):
+        return build_trainer(load_config(cfg, list(overrides)), out_dir=tmp / name,
+                             verbose=False, **kw)
+
+    trainer("plain").fit()
+    return tmp, trainer, read_metrics(tmp / "plain")
+
+
+def _rows(read, path):
+    return [(r["train_loss"], r["test_loss"]) for r in read(path)]
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_zero_matches_plain_optimizer(stage, setup, process_group):
+    from spiketrain.trainer import read_metrics
     from spiketrain.trainer.ray_train import fit_local
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"""
-model: {{name: rsnn, hidden: 16}}
-data: {{kind: synthetic, T: 30, n_in: 20, n_classes: 4, n_train: 32, n_test: 16,
-       cache_dir: {tmp_path / 'cache'}}}
-strategy: bptt
-trainer: {{epochs: 2, batch_size: 8, optimizer: sgd, lr: 0.02, progress: false}}
-deepspeed: {{zero_stage: 2}}
-""")
-    plain = build_trainer(load_config(cfg), out_dir=tmp_path / "plain", verbose=False).fit()
-    ds = ["trainer.engine=deepspeed"]
-    first = fit_local(build_trainer(load_config(cfg, ds + ["trainer.epochs=1"]),
-                                    out_dir=tmp_path / "ds", verbose=False))
+    tmp, trainer, plain = setup
+    fit_local(trainer(f"ds{stage}", "trainer.engine=deepspeed", f"deepspeed.zero_stage={stage}"))
+    ds = _rows(read_metrics, tmp / f"ds{stage}")
+    ref = [(r["train_loss"], r["test_loss"]) for r in plain]
+    assert ref[0] != ref[-1]  # it trained
+    assert [x for r in ds for x in r] == pytest.approx([x for r in ref for x in r], rel=TOL, abs=TOL)
+
+
+def test_trainer_deepspeed_resume_matches_plain_run(setup, process_group):
+    """ZeRO 2: 1 epoch, snapshot, resume for the 2nd epoch; same metrics as 2 uninterrupted
+    epochs with the plain optimizer."""
+    from spiketrain.trainer.ray_train import fit_local
+
+    tmp, trainer, plain = setup
+    first = fit_local(trainer("resumed", "trainer.engine=deepspeed", "trainer.epochs=1"))
     assert first["epoch"] == 0
-    last = fit_local(build_trainer(load_config(cfg, ds), out_dir=tmp_path / "ds",
-                                   resume=tmp_path / "ds", verbose=False))
-    assert last["epoch"] == plain["epoch"] == 1
+    last = fit_local(trainer("resumed", "trainer.engine=deepspeed", resume=tmp / "resumed"))
+    assert last["epoch"] == 1
     for k in ("train_loss", "test_loss", "test_acc"):
-        assert last[k] == pytest.approx(plain[k], rel=TOL, abs=TOL), k
+        assert last[k] == pytest.approx(plain[-1][k], rel=TOL, abs=TOL), k

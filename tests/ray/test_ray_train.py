@@ -1,5 +1,4 @@
 """Data-parallel training on a real local Ray: gradients, fault tolerance."""
-import functools
 import json
 import os
 import signal
@@ -10,23 +9,34 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiketrain.trainer.ray_job import SpikeJob
-from spiketrain.trainer.ray_train import fit_ray
+from spiketrain.trainer.ray_train import fit
 
-TINY = {"model": {"n_in": 20, "hidden": 16, "n_out": 4}, "data": {"T": 40, "batch_size": 8}}
+TRAINER_CFG = """
+model: {name: rsnn, hidden: 16}
+data: {kind: synthetic, T: 40, n_in: 20, n_classes: 4, n_train: 64, n_test: 16, cache_dir: CACHE}
+strategy: bptt
+trainer: {epochs: 6, batch_size: 8, optimizer: sgd, lr: 0.02, progress: false}
+"""
 
 
-def _cfg(**trainer):
-    return {**TINY, "trainer": trainer}
+def _trainer(tmp_path, name, overrides=()):
+    from spiketrain.launch.build import build_trainer
+    from spiketrain.launch.config import load_config
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TRAINER_CFG.replace("CACHE", str(tmp_path / "cache")))
+    return build_trainer(load_config(cfg, list(overrides)), out_dir=tmp_path / name,
+                         verbose=False)
 
 
 def test_two_workers_gradient_equals_whole_batch(ray_local, tmp_path):
-    # One SGD step with lr=1: the weight change is exactly minus the gradient.
-    cfg = _cfg(epochs=1, steps_per_epoch=1, optimizer="sgd", lr=1.0)
-    res = fit_ray(functools.partial(SpikeJob, cfg), workers=2, run_dir=tmp_path, name="grad")
-    assert res.metrics["world_size"] == 2
-    ddp = torch.load(Path(res.snapshot) / "snapshot.pt")["model"]
-    single = SpikeJob(cfg)  # one process, the whole batch of 8
+    # One SGD step with lr=1 (the first momentum step is the plain gradient): the weight
+    # change is exactly minus the gradient. One batch of 8: 4 samples per worker.
+    one_step = ["trainer.epochs=1", "data.n_train=8", "data.n_test=0", "trainer.lr=1.0"]
+    res = fit(_trainer(tmp_path, "ddp", one_step), workers=2)
+    assert res["world_size"] == 2 and res["steps"] == 1
+    ddp = torch.load(tmp_path / "ddp" / "snapshot.pt", weights_only=True)["model"]
+    single = _trainer(tmp_path, "single", one_step)  # one process, the whole batch of 8
     w0 = {k: v.clone() for k, v in single.model.state_dict().items()}
     single.fit()
     for k, v in single.model.state_dict().items():
@@ -43,30 +53,11 @@ def _worker_info(run_dir, name, rank):
         return None
 
 
-TRAINER_CFG = """
-model: {name: rsnn, hidden: 16}
-data: {kind: synthetic, T: 40, n_in: 20, n_classes: 4, n_train: 64, n_test: 16, cache_dir: CACHE}
-strategy: bptt
-trainer: {epochs: 6, batch_size: 8, optimizer: sgd, lr: 0.02, progress: false}
-"""
-
-
-def _trainer(tmp_path, name):
-    from spiketrain.launch.build import build_trainer
-    from spiketrain.launch.config import load_config
-
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TRAINER_CFG.replace("CACHE", str(tmp_path / "cache")))
-    return build_trainer(load_config(cfg), out_dir=tmp_path / name, verbose=False)
-
-
 def test_killed_worker_resumes_from_last_snapshot(ray_local, tmp_path):
     """The Trainer on 2 Ray workers; one worker process is killed mid-run. The reference
     is the same run, uninterrupted, in one process on whole batches (2 workers average
     their shard gradients to the whole-batch gradient, checked to 1e-7 when written)."""
     import pyarrow.parquet as pq
-
-    from spiketrain.trainer.ray_train import fit
 
     clean = _trainer(tmp_path, "clean").fit()
     box = {}
