@@ -87,8 +87,9 @@ class EProp(Strategy):
 
     chunk: steps evaluated together (default 50); memory grows with ``chunk``, never with T
         (the trace is carried over from the second chunk on, so it is flat for T >= 2 chunk).
-    check: verify once per unroll that each layer's dynamics is diagonal per neuron and that
-        the model's own ``step`` matches the structure e-prop assumes (default True).
+    check: verify on the first chunk that each layer's dynamics is diagonal per neuron and that
+        the model's own ``step`` matches the structure e-prop assumes (default True; done once
+        per model and strategy instance, so a training loop pays it on its first batch).
     """
 
     online = True
@@ -100,6 +101,7 @@ class EProp(Strategy):
         self.chunk, self.check = int(chunk), bool(check)
         self.step_loss = self.targets = None
         self.logits = None
+        self._verified: set = set()
 
     # ------------------------------------------------------------------ planning
     def need_bytes(self, model, B: int, n_in: int, itemsize: int = 4) -> int:
@@ -150,7 +152,8 @@ class EProp(Strategy):
         mbar = 0.0
         total = o.new_zeros(())
         logit = None
-        verify = self.check
+        key = (id(model), tuple(id(l) for l in layers), dtype)
+        verify = self.check and key not in self._verified
         for t0 in range(0, T, self.chunk):
             t1 = min(T, t0 + self.chunk)
             x = _segment(inputs, t0, t1, dtype)
@@ -207,6 +210,8 @@ class EProp(Strategy):
                 if k > 0:  # same-step path z^{k-1}_t -> I^k_t -> z^k_t
                     L = (L * c[:, -1]) @ layers[k].w_in.detach()
                 del A, c, adj
+            if verify:
+                self._verified.add(key)
             verify = False
         if getattr(model, "readout", None) == "mean":
             logit = logit / T
