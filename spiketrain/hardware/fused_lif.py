@@ -1,11 +1,13 @@
 """Fused multi-step LIF/ALIF layer and leaky readout: a whole chunk in one autograd node.
 
-The forward pass loops over time without autograd and keeps only what the backward pass
-cannot cheaply rebuild: the output spikes in binary form (:class:`~.bits.SpikeStore`,
-1 byte or 1 bit each) and the membrane state every ``block`` steps. The backward pass
-walks the blocks in reverse; per block it recomputes the input current (one matmul, or
-the sparse kernel), the recurrent current (one matmul over the block's stored spikes) and
-the membrane trace (elementwise), then runs the hand-written reverse recursion, which is
+The forward pass loops over time without autograd and keeps only the output spikes, in
+binary form (:class:`~.bits.SpikeStore`, 1 byte or 1 bit each; the next layer and the
+readout keep the same tensor), plus the compact index of a sparse input. Given the spikes,
+the membrane is a deterministic function of the inputs, so the backward pass first replays
+it from the initial state to find each block's start state (``block`` steps per block),
+then walks the blocks in reverse; per block it recomputes the input current (one matmul,
+or the sparse kernel), the recurrent current (one matmul over the block's stored spikes)
+and the membrane trace (elementwise), then runs the hand-written reverse recursion, which is
 exactly the chain rule of :meth:`LIFLayer.dynamics` (surrogate, reset and adaptation
 terms, recurrent weights), and accumulates the weight gradients with one matmul per
 block. The forward ops are the ones of ``step`` in the same order, so spikes and
@@ -143,14 +145,13 @@ class _FusedLayer(torch.autograd.Function):
         store = SpikeStore(spikes, storage)
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
         ctx.storage = storage
-        ck_v = torch.stack(ck_v)
-        ck_a = torch.stack(ck_a) if spec.alif else None
+        del ck_v, ck_a  # backward rebuilds block-start states from v0/a0 and the spikes
         in_store = inp.store.tensor if inp.kind == "spikes" else None
         idx = inp.cached.tensors() if inp.cached is not None else []
         ctx.idx_shape = inp.cached.shape if inp.cached is not None else None
         inp.cached = None
         x_keep = x if inp.kind == "dense" else None  # binary inputs are kept in their store
-        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, ck_v, ck_a, in_store, *idx)
+        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, *idx)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
         z_all = spikes.to(dtype)
@@ -158,7 +159,7 @@ class _FusedLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gz_all, gv_T, *ga):
-        x, w_in, w_rec, z0, st, ck_v, ck_a, in_st, *idx = ctx.saved_tensors
+        x, w_in, w_rec, z0, st, v0, a0, in_st, *idx = ctx.saved_tensors
         spec, inp, K = ctx.spec, ctx.inp, ctx.block
         T, B, H = ctx.shape
         in_store = SpikeStore.wrap(in_st, inp.store.shape, inp.store.storage) if inp.kind == "spikes" else None
@@ -186,29 +187,50 @@ class _FusedLayer(torch.autograd.Function):
         if spec.recurrent:
             w_back = w_rec - thr0 * torch.eye(H, dtype=dt, device=w_in.device) \
                 if (sub and not spec.alif) else w_rec
-        nblk = ck_v.shape[0]
-        for bi in reversed(range(nblk)):
+        nblk = -(-T // K)
+        dev = w_in.device
+
+        def block_inputs(bi):
             t0, t1 = bi * K, min((bi + 1) * K, T)
-            n = t1 - t0
             z_blk = store.load_range(max(t0 - 1, 0), t1, dt)
             zprev = torch.cat([z0.detach().unsqueeze(0), z_blk[:-1]]) if t0 == 0 else z_blk[:-1]
             cur = inp.current(t0, t1, x, w_in, B)
             if wt is not None:
                 cur = cur + zprev @ wt
+            return t0, t1, zprev, cur
+
+        def advance(v, a, z, c):
+            """One membrane update (the ops of LIFLayer/ALIFLayer.dynamics)."""
+            thr = None
+            if spec.alif:
+                a = spec.rho * a + z
+                thr = thr0 + spec.adapt * a
+                v = beta * v + c - thr * z if sub else beta * v * (1.0 - z) + c
+            else:
+                v = beta * v + c - thr0 * z if sub else beta * v * (1.0 - z) + c
+            return v, a, thr
+
+        # block-start states: replay the membrane from (v0, a0) with the stored spikes
+        ck = [(v0.detach(), a0.detach() if spec.alif else None)]
+        for bi in range(nblk - 1):
+            _, _, zprev, cur = block_inputs(bi)
+            v, a = ck[-1]
+            for k in range(zprev.shape[0]):
+                v, a, _ = advance(v, a, zprev[k], cur[k])
+            ck.append((v, a))
+            del zprev, cur
+        for bi in reversed(range(nblk)):
+            t0, t1, zprev, cur = block_inputs(bi)
+            n = t1 - t0
             # recompute membrane (and adaptation) over the block
-            v, a = ck_v[bi], (ck_a[bi] if spec.alif else None)
-            vs = torch.empty(n, B, H, dtype=dt, device=w_in.device)
-            thrs = torch.empty(n, B, H, dtype=dt, device=w_in.device) if spec.alif else None
+            v, a = ck[bi]
+            vs = torch.empty(n, B, H, dtype=dt, device=dev)
+            thrs = torch.empty(n, B, H, dtype=dt, device=dev) if spec.alif else None
             for k in range(n):
-                z = zprev[k]
-                if spec.alif:
-                    a = spec.rho * a + z
-                    thr = thr0 + spec.adapt * a
-                    thrs[k] = thr
-                    v = beta * v + cur[k] - thr * z if sub else beta * v * (1.0 - z) + cur[k]
-                else:
-                    v = beta * v + cur[k] - thr0 * z if sub else beta * v * (1.0 - z) + cur[k]
+                v, a, thr = advance(v, a, zprev[k], cur[k])
                 vs[k] = v
+                if spec.alif:
+                    thrs[k] = thr
             del cur
             xarg = (vs - (thrs if spec.alif else thr0)) / thr0
             s = fn(xarg, scale) / thr0
@@ -217,7 +239,7 @@ class _FusedLayer(torch.autograd.Function):
                 m = None
                 nterm = -thrs if spec.alif else None
             else:
-                vprev = torch.cat([ck_v[bi].unsqueeze(0), vs[:-1]])
+                vprev = torch.cat([ck[bi][0].unsqueeze(0), vs[:-1]])
                 m = beta * (1.0 - zprev)
                 nterm = -beta * vprev
             gI = torch.empty(n, B, H, dtype=dt, device=w_in.device)

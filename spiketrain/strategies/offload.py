@@ -29,7 +29,9 @@ _SHIFTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
 def is_binary(t: Tensor) -> bool:
-    """True if ``t`` is a float tensor holding only 0 and 1."""
+    """True if ``t`` is a bool tensor or a float tensor holding only 0 and 1."""
+    if t.dtype == torch.bool:  # spikes already kept as bool (RSNN's fused chunk)
+        return t.numel() > 0
     if not t.is_floating_point() or t.numel() == 0:
         return False
     return not bool(((t != 0) & (t != 1)).any())

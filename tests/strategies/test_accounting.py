@@ -98,6 +98,7 @@ def test_double_checkpoint_counts(T, opts):
 
 def test_offload_stores_spikes_bit_packed():
     model, x = make("lif2", 30)
+    model.spike_storage = "float"  # the model itself keeps float spikes; offload packs them
     _, _, rb = run(model, x, "bptt")
     _, _, rf = run(model, x, "offload", spikes="float")
     _, _, rbits = run(model, x, "offload", spikes="bits", tier="disk")
