@@ -19,7 +19,7 @@ $(BIN)/spiketrain: pyproject.toml
 setup: $(BIN)/spiketrain
 
 demo: setup
-	$(BIN)/spiketrain train configs/shd_rsnn.yaml
+	$(BIN)/spiketrain train configs/shd_rsnn.yaml --workers 1
 
 test: setup
 	CI=true $(BIN)/python -m pytest tests </dev/null
