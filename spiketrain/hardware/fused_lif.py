@@ -86,7 +86,10 @@ class LayerInput:
         """Input current of steps ``t0:t1``: ``[n, B, H]``."""
         n = t1 - t0
         if self.mode == "sparse":
-            return self.index(t0, t1, x).project(w_in).view(n, B, -1)
+            key = (w_in.data_ptr(), w_in._version)
+            if getattr(self, "_wt_key", None) != key:  # one transposed copy per pass, not per block
+                self._wt, self._wt_key = w_in.t().contiguous(), key
+            return self.index(t0, t1, x).project(w_in, self._wt).view(n, B, -1)
         return project(self.block(t0, t1, x, w_in.dtype), w_in, "dense")
 
     def grad_weight(self, t0: int, t1: int, x: Tensor | None, g: Tensor) -> Tensor:
@@ -210,20 +213,11 @@ class _FusedLayer(torch.autograd.Function):
                 v = beta * v + c - thr0 * z if sub else beta * v * (1.0 - z) + c
             return v, a, thr
 
-        # block-start states: replay the membrane from (v0, a0) with the stored spikes
-        ck = [(v0.detach(), a0.detach() if spec.alif else None)]
-        for bi in range(nblk - 1):
-            _, _, zprev, cur = block_inputs(bi)
-            v, a = ck[-1]
-            for k in range(zprev.shape[0]):
-                v, a, _ = advance(v, a, zprev[k], cur[k])
-            ck.append((v, a))
-            del zprev, cur
-        for bi in reversed(range(nblk)):
-            t0, t1, zprev, cur = block_inputs(bi)
-            n = t1 - t0
-            # recompute membrane (and adaptation) over the block
-            v, a = ck[bi]
+        def replay(zprev, cur, v, a):
+            """Membrane (and threshold) over a block from its start state, ``[n, B, H]`` each,
+            with the forward's ops in the forward's order (a closed-form decay-matrix solve
+            was tried: its rounding, amplified by the surrogate slope, broke 1e-5 agreement)."""
+            n = zprev.shape[0]
             vs = torch.empty(n, B, H, dtype=dt, device=dev)
             thrs = torch.empty(n, B, H, dtype=dt, device=dev) if spec.alif else None
             for k in range(n):
@@ -231,6 +225,20 @@ class _FusedLayer(torch.autograd.Function):
                 vs[k] = v
                 if spec.alif:
                     thrs[k] = thr
+            return vs, thrs, v, a
+
+        # block-start states: replay the membrane from (v0, a0) with the stored spikes
+        ck = [(v0.detach(), a0.detach() if spec.alif else None)]
+        for bi in range(nblk - 1):
+            _, _, zprev, cur = block_inputs(bi)
+            vs, _, v_end, a_end = replay(zprev, cur, *ck[-1])
+            ck.append((v_end, a_end))
+            del zprev, cur, vs
+        for bi in reversed(range(nblk)):
+            t0, t1, zprev, cur = block_inputs(bi)
+            n = t1 - t0
+            # recompute membrane (and adaptation) over the block
+            vs, thrs, _, _ = replay(zprev, cur, *ck[bi])
             del cur
             xarg = (vs - (thrs if spec.alif else thr0)) / thr0
             s = fn(xarg, scale) / thr0

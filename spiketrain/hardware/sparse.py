@@ -121,14 +121,17 @@ class SparseIndex:
         counts = torch.bincount(keys.long(), minlength=n)
         return (torch.cumsum(counts, 0) - counts).to(keys.dtype)
 
-    def project(self, weight: Tensor) -> Tensor:
-        """``x @ weight^T``: ``weight [n_out, n_in] -> [R, n_out]``."""
+    def project(self, weight: Tensor, weight_t: Tensor | None = None) -> Tensor:
+        """``x @ weight^T``: ``weight [n_out, n_in] -> [R, n_out]`` (``weight_t``: a contiguous
+        ``weight.t()`` to reuse across calls)."""
         R = self.shape[0]
         if self.nnz == 0:
             return weight.new_zeros(R, weight.shape[0])
         if self._row_offsets is None:
             self._row_offsets = self._offsets(self.rows, R)
-        return F.embedding_bag(self.cols, weight.t().contiguous(), self._row_offsets, mode="sum",
+        if weight_t is None:
+            weight_t = weight.t().contiguous()
+        return F.embedding_bag(self.cols, weight_t, self._row_offsets, mode="sum",
                                per_sample_weights=self.vals)
 
     def grad_weight(self, grad_out: Tensor) -> Tensor:
