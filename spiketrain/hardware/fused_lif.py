@@ -123,11 +123,13 @@ def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tens
             a = spec.rho * a + z
             thr = thr0 + spec.adapt * a
             v = beta * v + cur - thr * z if sub else beta * v * (1.0 - z) + cur
-            x = (v - thr) / thr0
         else:
+            thr = thr0
             v = beta * v + cur - thr0 * z if sub else beta * v * (1.0 - z) + cur
-            x = (v - thr0) / thr0
-        torch.gt(x, 0, out=spikes_out[t])
+        if thr0 > 0:  # (v - thr) / thr0 > 0  <=>  v > thr  (IEEE: a - b == 0 only if a == b)
+            torch.gt(v, thr, out=spikes_out[t])
+        else:
+            torch.gt((v - thr) / thr0, 0, out=spikes_out[t])
         z = spikes_out[t].to(v.dtype)
     return (v, a, z), ck_v, ck_a
 
@@ -180,7 +182,7 @@ class _FusedLayer(torch.autograd.Function):
         ca = (ga[0] if ga and ga[0] is not None else zeros) if spec.alif else None
         if gz_all is None:
             gz_all = torch.zeros(T, B, H, dtype=dt, device=w_in.device)
-        cz = None
+        cz, cz_full = None, False
         g_win = torch.zeros_like(w_in) if need_win else None
         g_wrec = torch.zeros_like(w_rec) if (w_rec is not None and need_wrec) else None
         g_x = torch.empty(T, B, w_in.shape[1], dtype=dt, device=w_in.device) if need_x else None
@@ -252,7 +254,10 @@ class _FusedLayer(torch.autograd.Function):
                 nterm = -beta * vprev
             gI = torch.empty(n, B, H, dtype=dt, device=w_in.device)
             for k in range(n - 1, -1, -1):
-                gz = gz_all[t0 + k] if cz is None else gz_all[t0 + k] + cz
+                if cz_full:  # cz already holds gz_all[t] + (grad from step t + 1)
+                    gz, cz_full = cz, False
+                else:
+                    gz = gz_all[t0 + k] if cz is None else gz_all[t0 + k] + cz
                 if spec.alif:
                     gzs = gz * s[k]
                     gv = torch.add(gzs, cv, out=gI[k])
@@ -264,7 +269,9 @@ class _FusedLayer(torch.autograd.Function):
                         cz = cz + gv @ w_back
                 else:
                     gv = torch.addcmul(cv, gz, s[k], out=gI[k])
-                    if w_back is not None:
+                    if w_back is not None and nterm is None and t0 + k > 0:
+                        cz, cz_full = torch.addmm(gz_all[t0 + k - 1], gv, w_back), True
+                    elif w_back is not None:
                         cz = gv @ w_back
                         if nterm is not None:
                             cz = torch.addcmul(cz, gv, nterm[k])
