@@ -3,10 +3,11 @@
 SHD shape: 700 inputs (2 % spike rate) -> 256 recurrent LIF -> 20 classes, batch 32, per-step
 cross-entropy vs the label. Each (strategy, T) runs in a fresh process; "extra peak" is the
 peak resident memory of one forward+backward minus the resident memory just before it
-(model, inputs and targets already built), so it counts what the strategy holds for the
-gradient (the kernel's peak mark is reset just before, so building the inputs does not count). Time is the median of ``--repeats`` training steps (one above T = 1,000) (forward + backward). BPTT runs
-where its saved activations fit ``--bptt-max-T``. A second table prints the cosine similarity
-of e-prop's gradients to BPTT's per parameter for recurrent nets (approximate there).
+(model, inputs and targets already built; the kernel's peak mark is reset first), so it counts
+what the strategy holds for the gradient. Time is the median of ``--repeats`` training steps
+(forward + backward; one step above T = 1,000). BPTT runs where its saved activations fit
+``--bptt-max-T``. A second table prints the cosine similarity of e-prop's gradients to BPTT's
+per parameter for recurrent nets (approximate there).
 
     python benchmarks/eprop.py                         # T = 100 .. 100,000
     python benchmarks/eprop.py --T 100 1000 --repeats 3
