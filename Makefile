@@ -25,7 +25,8 @@ test: setup
 	CI=true $(BIN)/python -m pytest tests </dev/null
 
 bench: setup
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q --no-deps snntorch==1.0.0 norse==1.1.0 nir==1.0.8 nirtorch==2.6 \
+		spikingjelly==2.0.0 loguru==0.7.3
 	$(BIN)/python benchmarks/step_time.py
 
 clean:

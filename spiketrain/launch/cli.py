@@ -46,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from ..hardware.backends import HardwareUnavailable
     from ..strategies import BudgetError
 
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, ValueError, BudgetError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, BudgetError, FileNotFoundError, HardwareUnavailable) as e:
         if os.environ.get("SPIKETRAIN_DEBUG"):
             raise
         msg = " ".join(str(e).split()) or type(e).__name__
