@@ -132,10 +132,21 @@ class Tier:
                 f"peak={format_size(self.peak)})")
 
 
+def compact(t: Tensor) -> Tensor:
+    """``t`` itself, or a compact copy when it is a view into a larger storage (a state slice
+    of a ``[T, B, H]`` buffer would otherwise keep the whole buffer alive)."""
+    if t.untyped_storage().nbytes() > t.numel() * t.element_size():
+        return t.clone()
+    return t
+
+
 class DeviceTier(Tier):
-    """Fast memory on the compute device: stores references, never copies."""
+    """Fast memory on the compute device: stores references (compacted views), no copies."""
 
     name = "device"
+
+    def _store(self, tensors):
+        return [compact(t) for t in tensors]
 
 
 class HostTier(Tier):
@@ -153,7 +164,7 @@ class HostTier(Tier):
                 self.moved += t.numel() * t.element_size()
                 out.append(buf)
             else:
-                out.append(t)
+                out.append(compact(t))
         return out
 
     def _load(self, handle, device):
