@@ -69,8 +69,17 @@ def submit(cfg_dict: dict, address: str | None = None, train_args: list[str] | N
         runtime_env["pip"] = list(pip)
     entry = ["python", "-m", "spiketrain.launch.cli", "train", "config.yaml", "--no-progress",
              *(train_args or [])]
-    return c.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
-                        submission_id=submission_id)
+    # A head that has just started answers HTTP before its job agent is up ("No available
+    # agent to submit job, please try again later"): retry that for a while, nothing else.
+    deadline = time.monotonic() + float(os.environ.get("SPIKETRAIN_SUBMIT_WAIT_S", "90"))
+    while True:
+        try:
+            return c.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
+                                submission_id=submission_id)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def status(job_id: str, address: str | None = None) -> dict[str, Any]:
