@@ -7,6 +7,8 @@ into exit code 2.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import socket
 from typing import Iterator
@@ -15,6 +17,29 @@ from urllib.parse import urlparse
 # ray.train.report is a barrier on every rank; Ray Train polls its workers at this interval.
 # The 2 s default makes every report cost seconds on small runs.
 _FAST_POLL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+# Ray Train's print patch tees a worker's print to stdout *and* logs it whenever sys.stdout is
+# wrapped, which Ray's own workers always do: every line printed in a worker shows twice.
+_ONE_PRINT = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+# An embedded local Ray has no preemption watcher: one node that goes away only with the run.
+_LOCAL_QUIET = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
+
+def _quiet_cleaner_hook():
+    """Ray worker process setup for an embedded local Ray. Ray Train's placement-group cleaner
+    asks the State API, which lives in the dashboard this Ray does not start, every second and
+    warns each time it fails (it can do nothing else without it): its logger is raised to
+    ERROR. A partial of ``Logger.setLevel``, so Ray's worker processes only import ``logging``
+    to run it (a function from this package would make each of them import torch)."""
+    hook = functools.partial(logging.Logger.setLevel, logging.getLogger(
+        "ray.train.v2._internal.execution.controller.placement_group_cleaner"), logging.ERROR)
+    hook.__name__ = "quiet_placement_group_cleaner"  # Ray names the hook by it
+    return hook
+
+
+def _not_auth_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray's notice that token auth is on (its default, nothing to act on) at every start;
+    the warning that it is off stays."""
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 class RayLaunchError(ValueError):
@@ -76,9 +101,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     """
     import ray
 
-    if fast_reports:
-        for k, v in _FAST_POLL.items():
-            os.environ.setdefault(k, v)
+    for k, v in {**(_FAST_POLL if fast_reports else {}), **_ONE_PRINT}.items():
+        os.environ.setdefault(k, v)
     if ray.is_initialized():
         yield ray.cluster_resources()
         return
@@ -95,7 +119,13 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
             raise RayLaunchError(f"cannot join Ray at {address}: {str(e).splitlines()[0]}; check "
                                  f"the address and that the cluster runs") from None
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        for k, v in _LOCAL_QUIET.items():
+            os.environ.setdefault(k, v)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            _not_auth_notice)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 logging_level=logging.WARNING,  # no "Started a local Ray instance"
+                 runtime_env={"worker_process_setup_hook": _quiet_cleaner_hook()})
     try:
         yield ray.cluster_resources()
     finally:

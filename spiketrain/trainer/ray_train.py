@@ -19,7 +19,9 @@ from ``ray.train.get_checkpoint()``.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -70,6 +72,11 @@ def _worker_loop(cfg: dict) -> None:
     import torch
     import torch.distributed as dist
 
+    # Ray Train logs "Reporting training result ..." at INFO on a logger named after its file,
+    # outside the ray.train loggers that LoggingConfig quiets: one line per report otherwise
+    report_log = sys.modules.get("ray.train.v2._internal.execution.context")
+    if report_log is not None:
+        logging.getLogger(report_log.__file__).setLevel(logging.WARNING)
     ctx = rt.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(cfg.get("threads_per_worker", 1))))
@@ -114,7 +121,8 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
     Raises :class:`RayLaunchError` for runs that cannot be placed.
     """
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig,
+                           ScalingConfig)
     from ray.train.torch import TorchTrainer
 
     run_dir = Path(run_dir).resolve()
@@ -138,7 +146,10 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
             run_config=RunConfig(
                 name=name, storage_path=str(run_dir),
                 failure_config=FailureConfig(max_failures=max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=keep_snapshots)))
+                checkpoint_config=CheckpointConfig(num_to_keep=keep_snapshots),
+                # Ray Train's own INFO lines (resources, process group, one "checkpoint
+                # created" and one "reporting result" per epoch) stay in its log files
+                logging_config=LoggingConfig(log_level="WARNING")))
         result = trainer.fit()
     if result.error is not None:
         raise result.error
