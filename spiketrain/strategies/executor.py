@@ -36,6 +36,7 @@ from torch import Tensor
 from ..hardware.tiers import Tiers
 from ..models.base import state_flatten, state_unflatten
 from . import inputs as inp
+from .bptt import SavedBytes
 
 REDUCTIONS = (None, "sum", "mean", "max", "last")
 
@@ -59,30 +60,9 @@ class ImpureStepError(RuntimeError):
     """Recomputing a segment gave different outputs than the first forward."""
 
 
-class SavedCounter:
-    """saved_tensors_hooks that charge a tier for every distinct storage autograd saves,
-    except ``exclude`` (parameters, start state, inputs). ``bytes`` is the total."""
-
-    def __init__(self, exclude: Iterable[Tensor] = ()):
-        self.exclude = {t.untyped_storage().data_ptr() for t in exclude}
-        self.seen: set[int] = set()
-        self.bytes = 0
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-
-    def _pack(self, t: Tensor):
-        s = t.untyped_storage()
-        p = s.data_ptr()
-        if p not in self.exclude and p not in self.seen and s.nbytes() > 0:
-            self.seen.add(p)
-            self.bytes += s.nbytes()
-        return t
-
-    def __enter__(self):
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+# saved_tensors_hooks counting every distinct storage autograd saves, except ``exclude``
+# (parameters, start state, inputs): the same counter BPTT reports with.
+SavedCounter = SavedBytes
 
 
 def block_bounds(T: int, block: int) -> list[int]:
