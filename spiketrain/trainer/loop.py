@@ -115,9 +115,33 @@ class EpochResult:
         return cls(**d) if d else cls()
 
 
+class _LineProgress:
+    """Progress for a non-terminal (a log file, a Ray worker): one plain line at each quarter
+    of the pass, with the running postfix (e.g. the loss)."""
+
+    def __init__(self, iterable: Iterable, desc: str, total: int):
+        self.iterable, self.desc, self.total, self.postfix = iterable, desc, total, ""
+
+    def set_postfix(self, refresh: bool = False, **kw) -> None:
+        self.postfix = " ".join(f"{k} {v}" for k, v in kw.items())
+
+    def __iter__(self):
+        marks = {max(1, (self.total * q) // 4) for q in (1, 2, 3)}
+        for i, item in enumerate(self.iterable, 1):
+            yield item
+            if i in marks and i < self.total:
+                print(f"  {self.desc} {i}/{self.total} ({100 * i // self.total}%) {self.postfix}",
+                      flush=True)
+
+
 def progress_bar(iterable: Iterable, enabled: bool, desc: str, total: int | None = None):
-    """tqdm over ``iterable`` when ``enabled`` and stderr is a terminal; else the iterable."""
-    if not enabled or not sys.stderr.isatty():
+    """tqdm over ``iterable`` when ``enabled`` and stderr is a terminal; a plain line per
+    quarter when enabled but not a terminal (training passes of 8+ batches); else the iterable."""
+    if not enabled:
+        return iterable
+    if not sys.stderr.isatty():
+        if total is not None and total >= 8 and not desc.endswith("test"):
+            return _LineProgress(iterable, desc, total)
         return iterable
     from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
