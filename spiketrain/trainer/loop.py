@@ -57,7 +57,10 @@ def batch_loss(model, x, labels: Tensor, strategy) -> tuple[Tensor, Tensor, Tens
         T = x.shape[0]
         targets = labels.unsqueeze(0).expand(T, *labels.shape)
         total = unroll(model, x, strategy=strategy, step_loss=step_ce, targets=targets)
-        return total, total.detach() / T, None
+        logits = getattr(strategy, "logits", None)  # running readout, if the strategy keeps it
+        if logits is not None and tuple(logits.shape) != (labels.shape[0], logits.shape[-1]):
+            logits = None
+        return total, total.detach() / T, None if logits is None else logits.detach()
     outputs = unroll(model, x, strategy=strategy)
     logits = logits_of(model, outputs)
     loss = F.cross_entropy(logits, labels)

@@ -156,14 +156,15 @@ def test_online_strategy_uses_per_step_loss(small_data, tmp_path):
     strat = strategies.get("eprop")
     assert strat.online
     total, value, logits = batch_loss(model, x, y, strat)
-    assert logits is None
     with torch.no_grad():
         out = model(x)
         expect = torch.stack([F.cross_entropy(o, y) for o in out.unbind(0)]).mean()
+    # the online strategy's running readout gives train accuracy: the model's own reduction
+    torch.testing.assert_close(logits, model.logits(out), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(value, expect, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(total.detach(), expect * x.shape[0], rtol=1e-5, atol=1e-5)
 
     row = Trainer(small_model(), small_data, strategy="eprop", epochs=3, out_dir=tmp_path,
                   **FAST).fit()
-    assert math.isnan(row["train_acc"])
+    assert 0.0 <= row["train_acc"] <= 1.0
     assert row["test_acc"] >= 0.8, row
