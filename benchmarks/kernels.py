@@ -12,26 +12,15 @@ what ``spiketrain.hardware.sparse.SPARSE_MAX_RATE`` (``mode="auto"``) is set fro
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
 from spiketrain.hardware import sparse
+from spiketrain.hardware.profiles import median_time as timed
 from spiketrain.hardware.sparse import spike_linear
 
 RATES = [0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0]
-
-
-def timed(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main(argv=None) -> int:

@@ -62,7 +62,8 @@ def _ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _median_time(fn, repeats: int = 5) -> float:
+def median_time(fn, repeats: int = 5) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
     fn()
     ts = []
     for _ in range(repeats):
@@ -78,10 +79,10 @@ def measure_cpu(scratch: str | None = None) -> DeviceProfile:
     bandwidth. Cached: runs once per process."""
     n = 512
     a, b = torch.randn(n, n), torch.randn(n, n)
-    flops = 2 * n**3 / _median_time(lambda: a @ b)
+    flops = 2 * n**3 / median_time(lambda: a @ b)
     src = torch.empty(8 * 1024 * 1024)  # 32 MiB
     dst = torch.empty_like(src)
-    mem_bw = 2 * src.numel() * 4 / _median_time(lambda: dst.copy_(src))
+    mem_bw = 2 * src.numel() * 4 / median_time(lambda: dst.copy_(src))
     folder = scratch or tempfile.gettempdir()
     data = os.urandom(8 * 1024 * 1024)
     path = os.path.join(folder, f".spiketrain_probe_{os.getpid()}")
@@ -95,7 +96,7 @@ def measure_cpu(scratch: str | None = None) -> DeviceProfile:
             f.read()
 
     try:
-        disk_bw = 2 * len(data) / _median_time(io, repeats=3)
+        disk_bw = 2 * len(data) / median_time(io, repeats=3)
     except OSError:
         disk_bw = 100e6
     finally:
