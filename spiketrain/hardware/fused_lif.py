@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..models.surrogates import SURROGATE_GRADS
+from . import lif_kernels
 from .bits import SpikeStore
 from .sparse import SparseIndex, choose_mode, project
 
@@ -41,6 +42,10 @@ class LayerSpec:
     alif: bool = False
     rho: float = 0.0
     adapt: float = 0.0
+
+    def kernel_args(self) -> dict:
+        return dict(beta=self.beta, threshold=self.threshold, reset=self.reset,
+                    rho=self.rho, adapt=self.adapt)
 
     @classmethod
     def of(cls, layer) -> "LayerSpec":
@@ -105,17 +110,23 @@ def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tens
               z: Tensor, spikes_out: Tensor, block: int):
     """Forward loop (no autograd). ``current(t0, t1)`` gives the input current of a block
     ``[t1 - t0, B, H]`` (computed a block at a time to bound memory). Writes spikes (bool)
-    into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)`` and the states ``(v, a)``
-    at the start of every block."""
+    into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)``. On CPU the steps of a
+    block run in one compiled call (:mod:`.lif_kernels`)."""
+    T = spikes_out.shape[0]
+    if lif_kernels.available(v, w_rec):
+        wt = w_rec.detach().t().contiguous() if spec.recurrent else None
+        v, z = v.detach().clone(), z.detach().clone()
+        a = a.detach().clone() if spec.alif else None
+        for t0 in range(0, T, block):
+            t1 = min(t0 + block, T)
+            lif_kernels.membrane_block(current(t0, t1), wt, v, a, z, spikes_out[t0:t1],
+                                       **spec.kernel_args())
+        return v, a, z
     wt = w_rec.t() if spec.recurrent else None
     beta, thr0, sub = spec.beta, spec.threshold, spec.reset == "subtract"
-    ck_v, ck_a = [], []
-    T = spikes_out.shape[0]
     i_blk: list[Tensor] = []
     for t in range(T):
         if t % block == 0:
-            ck_v.append(v)
-            ck_a.append(a)
             i_blk = current(t, min(t + block, T)).unbind(0)
         i_t = i_blk[t % block]
         cur = i_t + z @ wt if wt is not None else i_t
@@ -131,7 +142,7 @@ def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tens
         else:
             torch.gt((v - thr) / thr0, 0, out=spikes_out[t])
         z = spikes_out[t].to(v.dtype)
-    return (v, a, z), ck_v, ck_a
+    return v, a, z
 
 
 class _FusedLayer(torch.autograd.Function):
@@ -145,12 +156,12 @@ class _FusedLayer(torch.autograd.Function):
             inp.cached = inp.index(0, T, x)
         H = w_in.shape[0]
         spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
-        (v, a, z), ck_v, ck_a = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
-                                          w_rec, v0, a0, z0, spikes, block)
+        v, a, z = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
+                            w_rec, v0, a0, z0, spikes, block)
         store = SpikeStore(spikes, storage)
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
         ctx.storage = storage
-        del ck_v, ck_a  # backward rebuilds block-start states from v0/a0 and the spikes
+        # backward rebuilds block-start states from v0/a0 and the spikes
         in_store = inp.store.tensor if inp.kind == "spikes" else None
         idx = inp.cached.tensors() if inp.cached is not None else []
         ctx.idx_shape = inp.cached.shape if inp.cached is not None else None
@@ -185,6 +196,7 @@ class _FusedLayer(torch.autograd.Function):
         cz, cz_full = None, False
         g_win = torch.zeros_like(w_in) if need_win else None
         g_wrec = torch.zeros_like(w_rec) if (w_rec is not None and need_wrec) else None
+        g_wrec_t = None  # transposed accumulator of the compiled scatter
         g_x = torch.empty(T, B, w_in.shape[1], dtype=dt, device=w_in.device) if need_x else None
         wt = w_rec.t() if spec.recurrent else None
         # LIF subtract: d v_t / d z_{t-1} = W_rec^T - theta I, folded into one matrix
@@ -195,12 +207,16 @@ class _FusedLayer(torch.autograd.Function):
         nblk = -(-T // K)
         dev = w_in.device
 
+        use_nb = lif_kernels.available(w_in, w_rec, v0)
+        wt_c = w_rec.detach().t().contiguous() if (use_nb and spec.recurrent) else None
+        z0_bin = bool(((z0 == 0) | (z0 == 1)).all())
+
         def block_inputs(bi):
             t0, t1 = bi * K, min((bi + 1) * K, T)
             z_blk = store.load_range(max(t0 - 1, 0), t1, dt)
             zprev = torch.cat([z0.detach().unsqueeze(0), z_blk[:-1]]) if t0 == 0 else z_blk[:-1]
             cur = inp.current(t0, t1, x, w_in, B)
-            if wt is not None:
+            if wt is not None and not use_nb:  # the compiled replay adds it itself
                 cur = cur + zprev @ wt
             return t0, t1, zprev, cur
 
@@ -215,11 +231,19 @@ class _FusedLayer(torch.autograd.Function):
                 v = beta * v + c - thr0 * z if sub else beta * v * (1.0 - z) + c
             return v, a, thr
 
-        def replay(zprev, cur, v, a):
+        def replay(zprev, cur, v, a, keep=True):
             """Membrane (and threshold) over a block from its start state, ``[n, B, H]`` each,
             with the forward's ops in the forward's order (a closed-form decay-matrix solve
             was tried: its rounding, amplified by the surrogate slope, broke 1e-5 agreement)."""
             n = zprev.shape[0]
+            if use_nb:
+                v, z = v.clone(), zprev[0].clone()
+                a = a.clone() if spec.alif else None
+                spk = torch.cat([zprev[1:], store.load_range(t_end[0] - 1, t_end[0], dt)]) != 0
+                vs, thrs = lif_kernels.membrane_block(cur, wt_c, v, a, z, spk, replay=True,
+                                                      keep_v=keep, keep_thr=keep and spec.alif,
+                                                      **spec.kernel_args())
+                return vs, thrs, v, a
             vs = torch.empty(n, B, H, dtype=dt, device=dev)
             thrs = torch.empty(n, B, H, dtype=dt, device=dev) if spec.alif else None
             for k in range(n):
@@ -231,13 +255,15 @@ class _FusedLayer(torch.autograd.Function):
 
         # block-start states: replay the membrane from (v0, a0) with the stored spikes
         ck = [(v0.detach(), a0.detach() if spec.alif else None)]
+        t_end = [0]  # end of the block being replayed (its last stored spikes)
         for bi in range(nblk - 1):
-            _, _, zprev, cur = block_inputs(bi)
-            vs, _, v_end, a_end = replay(zprev, cur, *ck[-1])
+            _, t_end[0], zprev, cur = block_inputs(bi)
+            vs, _, v_end, a_end = replay(zprev, cur, *ck[-1], keep=False)
             ck.append((v_end, a_end))
             del zprev, cur, vs
         for bi in reversed(range(nblk)):
             t0, t1, zprev, cur = block_inputs(bi)
+            t_end[0] = t1
             n = t1 - t0
             # recompute membrane (and adaptation) over the block
             vs, thrs, _, _ = replay(zprev, cur, *ck[bi])
@@ -278,12 +304,17 @@ class _FusedLayer(torch.autograd.Function):
                     else:
                         cz = -thr0 * gv if sub else gv * nterm[k]
                 cv = beta * gv if m is None else gv * m[k]
-            if g_wrec is not None:
+            if g_wrec is not None and use_nb and (t0 > 0 or z0_bin):
+                g_wrec_t = torch.zeros_like(w_rec) if g_wrec_t is None else g_wrec_t
+                lif_kernels.recurrent_grad(g_wrec_t, zprev, gI)
+            elif g_wrec is not None:
                 g_wrec += gI.reshape(-1, H).t() @ zprev.reshape(-1, H)
             if g_win is not None:
                 g_win += inp.grad_weight(t0, t1, x, gI)
             if g_x is not None:
                 g_x[t0:t1] = gI @ w_in
+        if g_wrec_t is not None:
+            g_wrec += g_wrec_t.t()
         ga0 = ca if spec.alif else None
         gz0 = cz if cz is not None else zeros
         return (g_x, g_win, g_wrec, cv, ga0, gz0, None, None, None, None, None, None, None)
