@@ -107,11 +107,12 @@ class LayerInput:
 
 
 def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
-              z: Tensor, spikes_out: Tensor, block: int):
+              z: Tensor, spikes_out: Tensor, block: int, starts: list | None = None):
     """Forward loop (no autograd). ``current(t0, t1)`` gives the input current of a block
     ``[t1 - t0, B, H]`` (computed a block at a time to bound memory). Writes spikes (bool)
     into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)``. On CPU the steps of a
-    block run in one compiled call (:mod:`.lif_kernels`)."""
+    block run in one compiled call (:mod:`.lif_kernels`) and, given a list ``starts``, the
+    state ``(v, a)`` at the start of each block after the first is appended to it."""
     T = spikes_out.shape[0]
     if lif_kernels.available(v, w_rec):
         wt = w_rec.detach().t().contiguous() if spec.recurrent else None
@@ -119,6 +120,8 @@ def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tens
         a = a.detach().clone() if spec.alif else None
         for t0 in range(0, T, block):
             t1 = min(t0 + block, T)
+            if starts is not None and t0 > 0:
+                starts.append((v.clone(), a.clone() if spec.alif else None))
             lif_kernels.membrane_block(current(t0, t1), wt, v, a, z, spikes_out[t0:t1],
                                        **spec.kernel_args())
         return v, a, z
@@ -156,8 +159,14 @@ class _FusedLayer(torch.autograd.Function):
             inp.cached = inp.index(0, T, x)
         H = w_in.shape[0]
         spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
+        # with bool/float spike storage keep each block's start state (1/16 of the bool
+        # spikes' bytes at block 64) so backward need not replay the membrane twice; "bits"
+        # storage means least memory: backward replays from (v0, a0) instead
+        starts = [] if (storage != "bits" and any(ctx.needs_input_grad)) else None
         v, a, z = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
-                            w_rec, v0, a0, z0, spikes, block)
+                            w_rec, v0, a0, z0, spikes, block, starts)
+        ctx.n_starts = len(starts) if starts else 0
+        ck_t = [t for st in (starts or []) for t in st if t is not None]
         store = SpikeStore(spikes, storage)
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
         ctx.storage = storage
@@ -167,7 +176,8 @@ class _FusedLayer(torch.autograd.Function):
         ctx.idx_shape = inp.cached.shape if inp.cached is not None else None
         inp.cached = None
         x_keep = x if inp.kind == "dense" else None  # binary inputs are kept in their store
-        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, *idx)
+        ctx.n_idx = len(idx)
+        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, *idx, *ck_t)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
         z_all = spikes.to(dtype)
@@ -175,7 +185,8 @@ class _FusedLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gz_all, gv_T, *ga):
-        x, w_in, w_rec, z0, st, v0, a0, in_st, *idx = ctx.saved_tensors
+        x, w_in, w_rec, z0, st, v0, a0, in_st, *rest = ctx.saved_tensors
+        idx, ck_t = rest[:ctx.n_idx], rest[ctx.n_idx:]
         spec, inp, K = ctx.spec, ctx.inp, ctx.block
         T, B, H = ctx.shape
         in_store = SpikeStore.wrap(in_st, inp.store.shape, inp.store.storage) if inp.kind == "spikes" else None
@@ -256,7 +267,10 @@ class _FusedLayer(torch.autograd.Function):
         # block-start states: replay the membrane from (v0, a0) with the stored spikes
         ck = [(v0.detach(), a0.detach() if spec.alif else None)]
         t_end = [0]  # end of the block being replayed (its last stored spikes)
-        for bi in range(nblk - 1):
+        per = 2 if spec.alif else 1
+        for i in range(ctx.n_starts):
+            ck.append((ck_t[per * i], ck_t[per * i + 1] if spec.alif else None))
+        for bi in range(len(ck) - 1, nblk - 1):
             _, t_end[0], zprev, cur = block_inputs(bi)
             vs, _, v_end, a_end = replay(zprev, cur, *ck[-1], keep=False)
             ck.append((v_end, a_end))
