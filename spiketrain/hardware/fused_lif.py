@@ -224,7 +224,11 @@ class _FusedLayer(torch.autograd.Function):
 
         def block_inputs(bi):
             t0, t1 = bi * K, min((bi + 1) * K, T)
-            z_blk = store.load_range(max(t0 - 1, 0), t1, dt)
+            zb = store.load_range(max(t0 - 1, 0), t1, torch.bool)
+            spk[0] = zb if t0 == 0 else zb[1:]  # this block's own spikes
+            zb_prev[0] = zb[:-1] if t0 > 0 else (
+                torch.cat([z0.detach().unsqueeze(0) != 0, zb[:-1]]) if z0_bin else None)
+            z_blk = zb.to(dt)
             zprev = torch.cat([z0.detach().unsqueeze(0), z_blk[:-1]]) if t0 == 0 else z_blk[:-1]
             cur = inp.current(t0, t1, x, w_in, B)
             if wt is not None and not use_nb:  # the compiled replay adds it itself
@@ -250,8 +254,7 @@ class _FusedLayer(torch.autograd.Function):
             if use_nb:
                 v, z = v.clone(), zprev[0].clone()
                 a = a.clone() if spec.alif else None
-                spk = torch.cat([zprev[1:], store.load_range(t_end[0] - 1, t_end[0], dt)]) != 0
-                vs, thrs = lif_kernels.membrane_block(cur, wt_c, v, a, z, spk, replay=True,
+                vs, thrs = lif_kernels.membrane_block(cur, wt_c, v, a, z, spk[0], replay=True,
                                                       keep_v=keep, keep_thr=keep and spec.alif,
                                                       **spec.kernel_args())
                 return vs, thrs, v, a
@@ -266,18 +269,17 @@ class _FusedLayer(torch.autograd.Function):
 
         # block-start states: replay the membrane from (v0, a0) with the stored spikes
         ck = [(v0.detach(), a0.detach() if spec.alif else None)]
-        t_end = [0]  # end of the block being replayed (its last stored spikes)
+        spk, zb_prev = [None], [None]  # the block's spikes and previous spikes (bool)
         per = 2 if spec.alif else 1
         for i in range(ctx.n_starts):
             ck.append((ck_t[per * i], ck_t[per * i + 1] if spec.alif else None))
         for bi in range(len(ck) - 1, nblk - 1):
-            _, t_end[0], zprev, cur = block_inputs(bi)
+            _, _, zprev, cur = block_inputs(bi)
             vs, _, v_end, a_end = replay(zprev, cur, *ck[-1], keep=False)
             ck.append((v_end, a_end))
             del zprev, cur, vs
         for bi in reversed(range(nblk)):
             t0, t1, zprev, cur = block_inputs(bi)
-            t_end[0] = t1
             n = t1 - t0
             # recompute membrane (and adaptation) over the block
             vs, thrs, _, _ = replay(zprev, cur, *ck[bi])
@@ -318,9 +320,9 @@ class _FusedLayer(torch.autograd.Function):
                     else:
                         cz = -thr0 * gv if sub else gv * nterm[k]
                 cv = beta * gv if m is None else gv * m[k]
-            if g_wrec is not None and use_nb and (t0 > 0 or z0_bin):
+            if g_wrec is not None and use_nb and zb_prev[0] is not None:
                 g_wrec_t = torch.zeros_like(w_rec) if g_wrec_t is None else g_wrec_t
-                lif_kernels.recurrent_grad(g_wrec_t, zprev, gI)
+                lif_kernels.recurrent_grad(g_wrec_t, zb_prev[0], gI)
             elif g_wrec is not None:
                 g_wrec += gI.reshape(-1, H).t() @ zprev.reshape(-1, H)
             if g_win is not None:
@@ -369,10 +371,13 @@ class _LeakyReadout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z_all, w, b, o0, kappa: float, st, shape, storage):
         u = z_all @ w.t()
-        outs = torch.empty(u.shape, dtype=u.dtype, device=u.device)
-        o = o0
-        for t, u_t in enumerate(u.unbind(0)):
-            o = torch.add(kappa * o + u_t, b, out=outs[t])
+        if lif_kernels.available(u, o0, b):
+            outs = lif_kernels.leaky_forward(u, b, o0, kappa)
+        else:
+            outs = torch.empty(u.shape, dtype=u.dtype, device=u.device)
+            o = o0
+            for t, u_t in enumerate(u.unbind(0)):
+                o = torch.add(kappa * o + u_t, b, out=outs[t])
         ctx.kappa, ctx.shape, ctx.storage = kappa, shape, storage
         ctx.save_for_backward(w, st)
         return outs
@@ -381,14 +386,18 @@ class _LeakyReadout(torch.autograd.Function):
     def backward(ctx, go):
         w, st = ctx.saved_tensors
         kappa = ctx.kappa
-        gu = torch.empty_like(go)
-        c = None
-        for t in range(go.shape[0] - 1, -1, -1):
-            if c is None:
-                gu[t] = go[t]
-            else:
-                torch.add(go[t], c, out=gu[t])
-            c = kappa * gu[t]
+        if lif_kernels.available(go):
+            gu = lif_kernels.leaky_backward(go, kappa)
+            c = kappa * gu[0]
+        else:
+            gu = torch.empty_like(go)
+            c = None
+            for t in range(go.shape[0] - 1, -1, -1):
+                if c is None:
+                    gu[t] = go[t]
+                else:
+                    torch.add(go[t], c, out=gu[t])
+                c = kappa * gu[t]
         gz = gu @ w if ctx.needs_input_grad[0] else None
         gw = gb = None
         if ctx.needs_input_grad[1]:

@@ -149,3 +149,116 @@ def recurrent_grad(g_rec_t: torch.Tensor, zprev: torch.Tensor, g: torch.Tensor) 
     ``[n, B, H]``, ``g [n, B, H]``."""
     zb = zprev if zprev.dtype == torch.bool else zprev != 0
     _rec_grad(_np(g_rec_t), _np(zb.contiguous()), _np(g.contiguous()))
+
+
+if numba is not None:
+    @_jit
+    def _scan(x, rows, cols, vals, keep_vals):
+        R, N = x.shape
+        m = 0
+        binary = True
+        for r in range(R):
+            for i in range(N):
+                xi = x[r, i]
+                if xi != 0:
+                    rows[m] = r
+                    cols[m] = i
+                    if keep_vals:
+                        vals[m] = xi
+                        if xi != 1:
+                            binary = False
+                    m += 1
+        return m, binary
+
+    @_jit
+    def _count(x):
+        R, N = x.shape
+        m = 0
+        for r in range(R):
+            for i in range(N):
+                if x[r, i] != 0:
+                    m += 1
+        return m
+
+    @_jit
+    def _scatter(gT, rows, cols, vals, g, has_vals):
+        H = g.shape[1]
+        for q in range(rows.shape[0]):
+            r, c = rows[q], cols[q]
+            if has_vals:
+                w = vals[q]
+                for i in range(H):
+                    gT[c, i] += w * g[r, i]
+            else:
+                for i in range(H):
+                    gT[c, i] += g[r, i]
+
+
+def nonzero_index(x: torch.Tensor, binary: bool | None = None):
+    """Entries of ``x [R, N]`` that are not zero, row-major, in one compiled pass:
+    ``(rows int32, cols int32, vals or None)``; ``vals`` is None for bool inputs, when
+    ``binary`` is True, or (``binary`` None) when every active value is 1."""
+    xn = _np(x.contiguous())
+    if x.dtype == torch.bool:
+        xn = xn.view(np.uint8)
+    nnz = _count(xn)
+    rows = np.empty(nnz, dtype=np.int32)
+    cols = np.empty(nnz, dtype=np.int32)
+    keep = not (binary or x.dtype == torch.bool)
+    vals = np.empty(nnz if keep else 0, dtype=xn.dtype)
+    _, all_one = _scan(xn, rows, cols, vals, keep)
+    v = torch.from_numpy(vals) if keep and not (binary is None and all_one) else None
+    return torch.from_numpy(rows), torch.from_numpy(cols), v
+
+
+def scatter_grad(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor | None,
+                 g: torch.Tensor, n_in: int) -> torch.Tensor:
+    """``g^T @ x`` for a sparse ``x`` given by ``(rows, cols, vals)``: ``g [R, H] ->
+    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator)."""
+    gT = torch.zeros(n_in, g.shape[1], dtype=g.dtype)
+    has = vals is not None
+    vn = _np(vals.to(g.dtype)) if has else np.empty(0, dtype=_np(g).dtype)
+    _scatter(_np(gT), _np(rows), _np(cols), vn, _np(g.contiguous()), has)
+    return gT.t()
+
+
+if numba is not None:
+    @_jit
+    def _leaky_fwd(u, b, o0, kappa, out):
+        T, B, C = u.shape
+        k = kappa[0]
+        for bb in range(B):
+            for c in range(C):
+                o = o0[bb, c]
+                for t in range(T):
+                    o = (k * o + u[t, bb, c]) + b[c]
+                    out[t, bb, c] = o
+
+    @_jit
+    def _leaky_bwd(go, kappa, gu):
+        T, B, C = go.shape
+        k = kappa[0]
+        for bb in range(B):
+            for c in range(C):
+                acc = go[T - 1, bb, c]
+                gu[T - 1, bb, c] = acc
+                for t in range(T - 2, -1, -1):
+                    acc = go[t, bb, c] + k * acc
+                    gu[t, bb, c] = acc
+
+
+def leaky_forward(u: torch.Tensor, b: torch.Tensor, o0: torch.Tensor, kappa: float) -> torch.Tensor:
+    """``o_t = (kappa o_{t-1} + u_t) + b`` over ``u [T, B, C]`` from ``o0 [B, C]``."""
+    out = torch.empty_like(u)
+    k = np.array([kappa], dtype=_np(u).dtype)
+    _leaky_fwd(_np(u.contiguous()), _np(b.detach().contiguous()), _np(o0.detach().contiguous()),
+               k, _np(out))
+    return out
+
+
+def leaky_backward(go: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Reverse of :func:`leaky_forward` w.r.t. ``u``: ``gu_t = go_t + kappa gu_{t+1}``."""
+    gu = torch.empty_like(go)
+    k = np.array([kappa], dtype=_np(go).dtype)
+    _leaky_bwd(_np(go.contiguous()), k, _np(gu))
+    return gu

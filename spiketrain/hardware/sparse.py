@@ -71,6 +71,10 @@ class SparseIndex:
     def from_dense(cls, x: Tensor, binary: bool | None = None) -> "SparseIndex":
         """``x [R, n_in]`` -> its nonzero entries (row-major). ``binary=True`` skips reading
         the active values (bool inputs are binary)."""
+        from . import lif_kernels
+        if lif_kernels.available(x if x.dtype != torch.bool else None) and x.device.type == "cpu":
+            rows, cols, vals = lif_kernels.nonzero_index(x, binary)
+            return cls(rows, cols, vals, x.shape)
         n_in = x.shape[1]
         flat = x.reshape(-1)
         nz = flat.nonzero().squeeze(1)
@@ -139,6 +143,9 @@ class SparseIndex:
         n_in = self.shape[1]
         if self.nnz == 0:
             return grad_out.new_zeros(grad_out.shape[1], n_in)
+        from . import lif_kernels
+        if lif_kernels.available(grad_out):
+            return lif_kernels.scatter_grad(self.rows, self.cols, self.vals, grad_out, n_in)
         idx = torch.stack([self.cols.long(), self.rows.long()])
         vals = self.vals if self.vals is not None else grad_out.new_ones(self.nnz)
         xt = torch.sparse_coo_tensor(idx, vals.to(grad_out.dtype), (n_in, self.shape[0]),
