@@ -128,7 +128,8 @@ class RSNN(RecurrentModel):
         # or a swapped-in cell) takes the generic path.
         if not self.fused or any(type(l) not in _FUSABLE for l in self.layers):
             return self._chunk_loop(state, x.dense() if sparse_in else x)
-        from ..hardware.fused_lif import fused_layer, leaky_readout
+        from ..hardware.fused_lif import fused_layer
+        from ..hardware.leaky_readout import leaky_readout
         *hs, o = state
         hs = list(hs)
         inp, store = (None, None) if sparse_in else (x, None)
