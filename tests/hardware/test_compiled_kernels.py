@@ -1,0 +1,113 @@
+"""The compiled CPU loops (numba) against the eager PyTorch ops they replace."""
+import pytest
+import torch
+
+from spiketrain.hardware import lif_kernels
+from spiketrain.hardware.leaky_readout import leaky_readout
+from spiketrain.hardware.bits import SpikeStore
+from spiketrain.models import RSNN
+
+pytestmark = pytest.mark.skipif(not lif_kernels.available(torch.zeros(1)),
+                                reason="numba not importable")
+
+
+def _eager(cur, w, v, a, z, beta, thr0, sub, rho, adapt):
+    vs, zs = [], []
+    for c in cur.unbind(0):
+        c = c + z @ w.t() if w is not None else c
+        if a is not None:
+            a = rho * a + z
+            thr = thr0 + adapt * a
+        else:
+            thr = thr0
+        v = beta * v + c - thr * z if sub else beta * v * (1.0 - z) + c
+        z = (v > thr).to(v.dtype)
+        vs.append(v)
+        zs.append(z)
+    return torch.stack(vs), torch.stack(zs)
+
+
+@pytest.mark.parametrize("alif,reset,recurrent", [(False, "subtract", True), (False, "zero", True),
+                                                  (True, "subtract", True), (True, "zero", False)])
+def test_membrane_block_matches_eager(alif, reset, recurrent):
+    g = torch.Generator().manual_seed(0)
+    n, B, H = 60, 3, 24
+    cur = torch.randn(n, B, H, generator=g, dtype=torch.float64) * 0.6 + 0.1
+    w = torch.randn(H, H, generator=g, dtype=torch.float64) * 0.3 if recurrent else None
+    v0 = torch.rand(B, H, generator=g, dtype=torch.float64)
+    z0 = (torch.rand(B, H, generator=g) < 0.3).double()
+    z0[0, 0] = 0.5  # a non-binary initial z is multiplied, not just gathered
+    a0 = torch.rand(B, H, generator=g, dtype=torch.float64) if alif else None
+    kw = dict(beta=0.9, threshold=1.0, reset=reset, rho=0.95 if alif else 0.0, adapt=0.3 if alif else 0.0)
+    vs_ref, zs_ref = _eager(cur, w, v0, a0, z0, 0.9, 1.0, reset == "subtract", kw["rho"], kw["adapt"])
+    spikes = torch.empty(n, B, H, dtype=torch.bool)
+    v, z, a = v0.clone(), z0.clone(), a0.clone() if alif else None
+    vs, _ = lif_kernels.membrane_block(cur, w.t().contiguous() if recurrent else None, v, a, z,
+                                       spikes, keep_v=True, **kw)
+    assert torch.equal(spikes, zs_ref.bool())
+    assert torch.allclose(vs, vs_ref, rtol=0, atol=1e-12)
+    # replay from the stored spikes gives the very same membranes
+    v2, z2, a2 = v0.clone(), z0.clone(), a0.clone() if alif else None
+    vs2, _ = lif_kernels.membrane_block(cur, w.t().contiguous() if recurrent else None, v2, a2, z2,
+                                        spikes, replay=True, keep_v=True, **kw)
+    assert torch.equal(vs2, vs)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "alif"])
+def test_fused_chunk_same_gradients_compiled_and_eager(neuron, monkeypatch):
+    torch.manual_seed(0)
+    m = RSNN(n_in=30, hidden=20, n_out=4, layers=2, neuron=neuron, sparse="sparse").double()
+    x = (torch.rand(70, 3, 30) < 0.15).double()
+
+    def grads():
+        y = m.chunk(m.init_state(3), x)[1]
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y).double()).sum().backward()
+        out = [p.grad.clone() for p in m.parameters()]
+        m.zero_grad()
+        return y.detach(), out
+
+    y1, g1 = grads()
+    monkeypatch.setenv(lif_kernels.ENV, "torch")
+    assert not lif_kernels.available(x)
+    y0, g0 = grads()
+    assert torch.allclose(y0, y1, rtol=0, atol=1e-10)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_nonzero_index_and_scatter(dtype):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(50, 40, generator=g) < 0.1)
+    x = x.to(dtype) if dtype == torch.bool else x * torch.randint(1, 3, x.shape, generator=g)
+    rows, cols, vals = lif_kernels.nonzero_index(x)
+    nz = x.nonzero()
+    assert torch.equal(rows.long(), nz[:, 0]) and torch.equal(cols.long(), nz[:, 1])
+    if dtype == torch.bool:
+        assert vals is None
+    else:
+        assert torch.equal(vals, x[nz[:, 0], nz[:, 1]])
+    gout = torch.randn(50, 7, generator=g)
+    gw = lif_kernels.scatter_grad(rows, cols, vals, gout, 40)
+    assert torch.allclose(gw, gout.t() @ x.float(), atol=1e-5)
+
+
+def test_leaky_readout_compiled_equals_eager(monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    sp = torch.rand(40, 3, 16, generator=g) < 0.2
+    w = torch.randn(5, 16, generator=g, requires_grad=True)
+    b = torch.randn(5, generator=g, requires_grad=True)
+    o0 = torch.randn(3, 5, generator=g, requires_grad=True)
+
+    def run():
+        z = sp.float().requires_grad_()
+        o = leaky_readout(z, SpikeStore(sp, "bool"), w, b, o0, 0.9)
+        gs = torch.autograd.grad((o * o).sum(), [z, w, b, o0])
+        return o.detach(), gs
+
+    o1, g1 = run()
+    monkeypatch.setenv(lif_kernels.ENV, "torch")
+    o0_, g0 = run()
+    assert torch.equal(o1, o0_)
+    for a, c in zip(g0, g1):
+        assert torch.allclose(a, c, rtol=1e-5, atol=1e-6)
