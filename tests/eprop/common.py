@@ -3,7 +3,7 @@ import torch.nn.functional as F
 
 import spiketrain as st
 
-from .eprop_neurons import SynLayer
+from .eprop_neurons import DetachLIF, SynLayer
 
 
 def step_ce(o_t, y_t):
@@ -13,10 +13,11 @@ def step_ce(o_t, y_t):
 def make_model(neuron="lif", recurrent=False, layers=1, dtype=torch.float64, seed=0,
                n_in=20, hidden=16, n_out=5):
     torch.manual_seed(seed)
-    if neuron == "syn":
+    if neuron in ("syn", "detach"):
+        cls = SynLayer if neuron == "syn" else DetachLIF
         m = st.models.RSNN(n_in=n_in, hidden=hidden, n_out=n_out, recurrent=recurrent, layers=layers)
         sizes = [n_in] + [hidden] * layers
-        m.layers = torch.nn.ModuleList(SynLayer(a, b, recurrent=recurrent)
+        m.layers = torch.nn.ModuleList(cls(a, b, recurrent=recurrent)
                                        for a, b in zip(sizes[:-1], sizes[1:]))
     else:
         m = st.models.RSNN(n_in=n_in, hidden=hidden, n_out=n_out, neuron=neuron,

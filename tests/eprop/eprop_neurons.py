@@ -51,3 +51,35 @@ class SynLayer(nn.Module):
     def step(self, h, x_t):
         h = self.step_current(h, self.input_current(x_t))
         return h, h[-1]
+
+
+class DetachLIF(nn.Module):
+    """LIF whose reset carries no gradient (``theta * z.detach()``): the membrane's Jacobian
+    is ``beta`` for every neuron and the spike does not feed back into it, so e-prop's input
+    trace factorises (presynaptic trace times a per-neuron factor)."""
+
+    state_names = ("v", "z")
+
+    def __init__(self, n_in, n_hidden, recurrent=False, beta=0.9, threshold=1.0, gain=3.0):
+        super().__init__()
+        self.n_in, self.n_hidden, self.recurrent = n_in, n_hidden, recurrent
+        self.beta, self.threshold = beta, threshold
+        self.w_in = nn.Parameter(torch.randn(n_hidden, n_in) * (gain / math.sqrt(n_in)))
+        if recurrent:
+            self.w_rec = nn.Parameter(torch.randn(n_hidden, n_hidden) / math.sqrt(n_hidden))
+        else:
+            self.register_parameter("w_rec", None)
+
+    input_current = SynLayer.input_current
+    recurrent_current = SynLayer.recurrent_current
+    step_current = SynLayer.step_current
+    step = SynLayer.step
+
+    def init_state(self, batch_size):
+        z = self.w_in.new_zeros(batch_size, self.n_hidden)
+        return (z.clone(), z)
+
+    def dynamics(self, h, current):
+        v, z = h
+        v = self.beta * v + current - self.threshold * z.detach()
+        return (v, spike((v - self.threshold) / self.threshold, "superspike"))

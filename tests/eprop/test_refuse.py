@@ -67,7 +67,7 @@ def test_report_memory_independent_of_T():
     from .common import make_data
     model = make_model()
     peaks = []
-    for T in (70, 300):
+    for T in (120, 300):  # both at least one chunk (100 steps)
         x, y = make_data(T=T)
         st.unroll(model, x, "eprop", step_loss=step_ce, targets=y)
         rep = st.last_report()

@@ -26,8 +26,9 @@ from torch import Tensor
 
 from ..base import Strategy
 from ..registry import register
-from .jacobian import check_diagonal, neuron_jacobians
-from .traces import ChunkAdjoint, SynapseTrace
+from . import kernels
+from .layers import CompiledLayer, GenericLayer
+from .traces import FactorisedTrace, Pre, SynapseTrace
 
 _LAYER_API = ("state_names", "init_state", "input_current", "recurrent_current", "dynamics")
 
@@ -45,10 +46,10 @@ class _EPropLoss(torch.autograd.Function):
         return (None, None) + tuple(None if gr is None else g * gr for gr in ctx.grads)
 
 
-def _segment(inputs, t0: int, t1: int, dtype) -> Tensor:
+def _segment(inputs, t0: int, t1: int, dtype) -> Pre:
     if isinstance(inputs, Tensor):
-        return inputs.detach()[t0:t1].to(dtype)
-    return inputs.dense(t0, t1, dtype=dtype)
+        return Pre(inputs.detach()[t0:t1].to(dtype))
+    return Pre(None, sparse=inputs.slice(t0, t1), dtype=dtype)
 
 
 def _readout(model):
@@ -85,40 +86,69 @@ def check_model(model) -> None:
 class EProp(Strategy):
     """Forward-mode e-prop (see the module docstring). Options:
 
-    chunk: steps evaluated together (default 50); memory grows with ``chunk``, never with T
-        (the trace is carried over from the second chunk on, so it is flat for T >= 2 chunk).
-    check: verify on the first chunk that each layer's dynamics is diagonal per neuron and that
-        the model's own ``step`` matches the structure e-prop assumes (default True; done once
-        per model and strategy instance, so a training loop pays it on its first batch).
+    chunk: steps evaluated together (default 100); memory grows with ``chunk``, never with T
+        (the traces are allocated up front, whatever T).
+    check: verify on the first chunk that each layer's dynamics is diagonal per neuron, that
+        the model's own ``step`` matches the structure e-prop assumes and that compiled
+        LIF/ALIF kernels agree with automatic differentiation (default True; done once per
+        model and strategy instance, so a training loop pays it on its first batch).
+    factorise: ``"auto"`` (default) keeps the factorised trace (presynaptic trace times a
+        per-neuron factor, see :class:`.traces.FactorisedTrace`) for every layer whose
+        Jacobians allow it; ``True`` requires it; ``False`` never uses it.
+    compiled: run ``LIFLayer``/``ALIFLayer`` through the compiled kernel (default True);
+        False differentiates their ``dynamics`` like any custom neuron.
     """
 
     online = True
 
-    def __init__(self, budget: dict[str, Any] | None = None, chunk: int = 50, check: bool = True):
+    def __init__(self, budget: dict[str, Any] | None = None, chunk: int = 100, check: bool = True,
+                 factorise="auto", compiled: bool = True):
         super().__init__(budget=budget)
         if int(chunk) < 1:
             raise ValueError(f"eprop chunk must be >= 1, got {chunk}")
-        self.chunk, self.check = int(chunk), bool(check)
+        if factorise not in ("auto", True, False):
+            raise ValueError(f"eprop factorise must be 'auto', True or False, got {factorise!r}")
+        self.chunk, self.check, self.factorise = int(chunk), bool(check), factorise
+        self.compiled = bool(compiled)
         self.step_loss = self.targets = None
         self.logits = None
         self._verified: set = set()
 
     # ------------------------------------------------------------------ planning
-    def need_bytes(self, model, B: int, n_in: int, itemsize: int = 4) -> int:
-        """Bytes the traces and one chunk's buffers hold (independent of T)."""
-        total, n_pre, K = 0, n_in, self.chunk
+    def need_bytes(self, model, B: int, n_in: int, itemsize: int = 4, T: int | None = None) -> int:
+        """Bytes the traces and one chunk's buffers hold (independent of T beyond one chunk)."""
+        total, n_pre = 0, n_in
+        K = self.chunk if T is None else max(1, min(self.chunk, T))
         for layer in model.layers:
             H, C = layer.w_in.shape[0], len(layer.state_names)
-            M = C + 1
+            R = C + 1  # worst case (generic layer, not factorised)
             pres = [n_pre] + ([H] if getattr(layer, "w_rec", None) is not None else [])
-            total += sum(SynapseTrace.nbytes(B, H, M, n, itemsize) for n in pres)
-            # chunk buffers: inputs; states, Jacobians A and c, their vjp results, rho (C+1);
-            # current, spikes, previous spikes, delta, learning signal
-            total += K * B * (n_pre + H * (C * C + 4 * C + 6)) * itemsize
+            total += sum(SynapseTrace.nbytes(B, H, R, n, itemsize) + H * n * itemsize
+                         for n in pres)
+            # chunk buffers: input, current, spikes, previous spikes, A, c, L, delta, rho
+            total += K * B * (n_pre + H * (R * R + 2 * R + 6)) * itemsize
             n_pre = H
         return total
 
     # ------------------------------------------------------------------ running
+    def _engines(self, model, hs, kappa, device):
+        out = []
+        for layer, h in zip(model.layers, hs):
+            if self.compiled and self.factorise is not True and CompiledLayer.supports(layer, device):
+                out.append(CompiledLayer(layer, h, kappa))
+            else:
+                out.append(GenericLayer(layer, h, kappa, self.factorise))
+        return out
+
+    @staticmethod
+    def _traces(eng, B: int, dtype, device):
+        layer = eng.layer
+        H = layer.w_in.shape[0]
+        pres = [layer.w_in.shape[1]] + ([H] if eng.rec_w else [])
+        if eng.factorised:
+            return [FactorisedTrace(B, H, eng.C - 1, n, dtype, device) for n in pres]
+        return [SynapseTrace(B, H, eng.R, n, dtype, device) for n in pres]
+
     def run(self, model, inputs, state=None):
         if self.step_loss is None or self.targets is None:
             raise ValueError("eprop needs an online loss: unroll(model, x, strategy='eprop', "
@@ -129,87 +159,84 @@ class EProp(Strategy):
             raise ValueError(f"targets must be time-major with T={T} steps (one per input step), "
                              f"got {len(self.targets)}; repeat a label over time for per-step loss")
         dtype = model.w_out.dtype
-        need = self.need_bytes(model, B, int(inputs.shape[2]), torch.finfo(dtype).bits // 8)
+        device = model.w_out.device
+        if device.type != "cpu":
+            raise ValueError(f"eprop runs on CPU (compiled trace kernels); the model is on "
+                             f"{device}. Move it with model.cpu() or use strategy='bptt'")
+        need = self.need_bytes(model, B, int(inputs.shape[2]), torch.finfo(dtype).bits // 8, T)
         self.check_budget({"device": need})
         if state is None:
             state = model.init_state(B)
         *hs, o = state
-        hs = [tuple(c.detach() for c in h) for h in hs]
         o = o.detach()
         layers = list(model.layers)
         kappa = float(model.kappa)
-        traces = []
-        for layer, h in zip(layers, hs):
-            H, C = h[-1].shape[-1], len(h)
-            n_pre = layer.w_in.shape[1]
-            ts = [SynapseTrace(B, H, C + 1, n_pre, dtype, o.device)]
-            if getattr(layer, "w_rec", None) is not None:
-                ts.append(SynapseTrace(B, H, C + 1, H, dtype, o.device))
-            traces.append(ts)
-        g_out = torch.zeros_like(model.w_out)
+        engines = self._engines(model, hs, kappa, device)
+        traces: list = [None] * len(layers)
+        w_out = model.w_out.detach()
+        g_out = torch.zeros_like(w_out)
         g_b = torch.zeros_like(model.b_out)
-        zbar = torch.zeros_like(hs[-1][-1])
+        zbar = torch.zeros_like(hs[-1][-1]).reshape(-1)
         mbar = 0.0
         total = o.new_zeros(())
         logit = None
         key = (id(model), tuple(id(l) for l in layers), dtype)
         verify = self.check and key not in self._verified
-        for t0 in range(0, T, self.chunk):
+        kap = torch.tensor(kappa, dtype=dtype).numpy()[()]
+        starts = list(range(0, T, self.chunk))
+        for t0 in starts:
             t1 = min(T, t0 + self.chunk)
-            x = _segment(inputs, t0, t1, dtype)
+            first, last = t0 == 0, t1 == T
+            x = _segment(inputs, t0, t1, dtype)  # presynaptic signal of layer 0
             y = self.targets[t0:t1]
             if verify:
                 with torch.no_grad():
-                    _, o_ref = model.step((*hs, o), x[0])
+                    _, o_ref = model.step((*[e.state() for e in engines], o), x.q[0])
             # ---- forward, layer by layer over the chunk (no autograd graph)
-            fwd = []
-            q = x
-            for k, (layer, h) in enumerate(zip(layers, hs)):
-                h_new, rec = self._forward(layer, h, q)
-                fwd.append((q, rec))
-                hs[k] = h_new
-                q = rec["z"]
+            pre = [x]
+            for k, eng in enumerate(engines):
+                q = eng.forward(pre[k], record=verify)
+                pre.append(Pre(q))
             z_top = q
+            K = t1 - t0
             with torch.no_grad():
-                os_ = []
-                readout = getattr(model, "_readout", None) or _readout(model)
-                for z_t in z_top.unbind(0):
-                    o = readout(o, z_t)
-                    os_.append(o)
-                oc = torch.stack(os_)
-            if verify:
-                if not torch.allclose(oc[0], o_ref, rtol=1e-4, atol=1e-5):
-                    raise TypeError(f"eprop: {type(model).__name__}.step does not match the "
-                                    f"layers + leaky readout structure e-prop assumes; use "
-                                    f"strategy='bptt' for this model")
+                drive = torch.addmm(model.b_out.detach(), z_top.reshape(K * B, -1), w_out.t())
+                oc = torch.empty_like(drive).view(K, B, -1)
+                kernels.leaky(drive.view(K, -1).numpy(), kap, o.reshape(-1).contiguous().numpy(),
+                              oc.view(K, -1).numpy())
+                o = oc[-1].clone()
+            if verify and not torch.allclose(oc[0], o_ref, rtol=1e-4, atol=1e-5):
+                raise TypeError(f"eprop: {type(model).__name__}.step does not match the "
+                                f"layers + leaky readout structure e-prop assumes; use "
+                                f"strategy='bptt' for this model")
             # ---- per-step losses and their gradient wrt the readout
             loss_c, g = self._losses(oc, y)
             total = total + loss_c
-            logit = self._reduce(model, oc, logit, t0 == 0)
+            logit = self._reduce(model, oc, logit, first)
             # ---- readout (exact): o_t = sum_s kappa^{t-s} (W z_s + b)
-            zb, mb = [], []
-            for z_t in z_top.unbind(0):
-                zbar = kappa * zbar + z_t
+            zb = torch.empty(K, zbar.numel(), dtype=dtype)
+            kernels.leaky(z_top.reshape(K, -1).contiguous().numpy(), kap, zbar.numpy(), zb.numpy())
+            zbar = zb[-1].clone()
+            mb = []
+            for _ in range(K):
                 mbar = kappa * mbar + 1.0
-                zb.append(zbar)
                 mb.append(mbar)
             gf = g.reshape(-1, g.shape[-1])
-            g_out.addmm_(gf.t(), torch.stack(zb).reshape(-1, zbar.shape[-1]))
+            g_out.addmm_(gf.t(), zb.view(K * B, -1))
             g_b += (g.sum(1) * g.new_tensor(mb).unsqueeze(1)).sum(0)
             # ---- learning signals, top layer down
-            L = g @ model.w_out.detach()
+            L = g @ w_out
             for k in range(len(layers) - 1, -1, -1):
-                q, rec = fwd[k]
-                A, c = neuron_jacobians(layers[k], rec["h_prev"], rec["cur"])
-                if verify:
-                    check_diagonal(layers[k], rec["h_prev"], rec["cur"], A, c)
-                adj = ChunkAdjoint(A, c, kappa, L)
-                traces[k][0].step_chunk(adj, q)
+                eng = engines[k]
+                sys = eng.system(L, verify)
+                if traces[k] is None:
+                    traces[k] = self._traces(eng, B, dtype, device)
+                traces[k][0].step_chunk(sys, pre[k], first, last)
                 if len(traces[k]) > 1:
-                    traces[k][1].step_chunk(adj, rec["z_prev"])
+                    traces[k][1].step_chunk(sys, Pre(eng.z_prev), first, last)
                 if k > 0:  # same-step path z^{k-1}_t -> I^k_t -> z^k_t
-                    L = (L * c[:, -1]) @ layers[k].w_in.detach()
-                del A, c, adj
+                    L = (L * eng.c_z) @ layers[k].w_in.detach()
+                del sys
             if verify:
                 self._verified.add(key)
             verify = False
@@ -228,32 +255,12 @@ class EProp(Strategy):
         self.report.steps = T
         self.report.peak_bytes = {"device": need}
         self.report.notes = {"chunk": self.chunk,
-                             "exact": len(layers) == 1 and len(traces[0]) == 1}
-        self.final_state = (*hs, o)
+                             "exact": len(layers) == 1 and len(traces[0]) == 1,
+                             "factorised": [bool(e.factorised) for e in engines],
+                             "trace_bytes": sum(t.nbytes_held() for ts in traces for t in ts),
+                             "compiled": [isinstance(e, CompiledLayer) for e in engines]}
+        self.final_state = tuple(e.state() for e in engines) + (o,)
         return _EPropLoss.apply(grads, total, *params)
-
-    @staticmethod
-    def _forward(layer, h, q: Tensor):
-        """Run one layer over a chunk. ``q [K, B, n_pre]`` -> new state and per-step records."""
-        rec_w = getattr(layer, "w_rec", None) is not None
-        with torch.no_grad():
-            i_in = layer.input_current(q)
-            h_prev = [[] for _ in h]
-            curs, zs, z_prev = [], [], []
-            for i_t in i_in.unbind(0):
-                if rec_w:
-                    z_prev.append(h[-1])
-                cur = i_t + layer.recurrent_current(h[-1]) if rec_w else i_t
-                for lst, comp in zip(h_prev, h):
-                    lst.append(comp)
-                curs.append(cur)
-                h = tuple(layer.dynamics(h, cur))
-                zs.append(h[-1])
-            rec = {"h_prev": [torch.stack(l) for l in h_prev], "cur": torch.stack(curs),
-                   "z": torch.stack(zs)}
-            if rec_w:
-                rec["z_prev"] = torch.stack(z_prev)
-        return h, rec
 
     def _losses(self, oc: Tensor, y) -> tuple[Tensor, Tensor]:
         """Summed per-step loss of the chunk and its gradient ``[K, B, n_out]`` wrt outputs."""

@@ -2,85 +2,114 @@
 
 For neuron ``i`` of batch row ``b`` and a weight ``W[i, j]`` with presynaptic signal
 ``q_t[b, j]`` (input ``x_t``, a lower layer's ``z_t``, or the layer's own ``z_{t-1}`` for
-recurrent weights) the eligibility trace ``e_t = dh_t / dW[i, j]`` (one entry per state
-component) obeys, with the per-neuron Jacobians ``A_t`` (``C x C``) and ``c_t`` (``C``)::
+recurrent weights) the trace ``u_t`` (``R`` values per synapse and batch row: the traces
+``e_t = dh_t / dW[i, j]`` of the state components that are kept, last the readout-filtered
+spike trace ``ebar_t = kappa ebar_{t-1} + e^z_t``) obeys a per-neuron linear recursion::
 
-    e_t    = A_t e_{t-1} + c_t q_t[b, j]
-    ebar_t = kappa ebar_{t-1} + e^z_t           (trace filtered by the readout decay)
+    u_t = A_t u_{t-1} + c_t q_t[b, j]          (A_t: R x R, c_t: R, per neuron)
     grad W[i, j] += sum_b L_t[b, i] ebar_t[b, i, j]
 
-Stacking ``u_t = (e_t, ebar_t)`` (``C + 1`` values per synapse and batch row) gives one
-linear recursion ``u_t = Ahat_t u_{t-1} + chat_t q_t``. Within a chunk the sums are regrouped
-exactly (no approximation): a backward sweep over the chunk's ``K`` per-neuron Jacobians gives
+Within a chunk the sums are regrouped exactly (no approximation): a backward sweep over the
+chunk's per-neuron matrices (:func:`.kernels.sweep`) gives ``delta`` (weight of ``q_s`` in
+the chunk's gradient), ``rho`` and ``Phi`` (``u_end = Phi u_start + sum_s rho_s q_s``) and
+``lam0`` (weight of ``u_start`` in the gradient). So per step only per-neuron ``[B, H]``
+values are touched; the per-synapse trace ``[B, R, n_pre, H]`` is read and written once per
+chunk, and presynaptic events (spikes) add one ``[H]`` row each.
 
-- ``lam_s`` with ``sum_t w_t . u_t = lam_0 . u_start + sum_s (lam_s . chat_s) q_s``,
-- ``Phi`` and ``rho_s`` with ``u_end = Phi u_start + sum_s rho_s q_s``,
-
-so per step only per-neuron ``[B, H]`` quantities are touched, the synapse-level work is two
-matrix products over the chunk (``delta^T q`` and ``rho^T q``), and the per-synapse trace
-``u`` ``[B, H, C+1, n_pre]`` is read and written once per chunk. ``K = 1`` is the textbook
-step-by-step trace update; every ``K`` gives the same result up to rounding.
+Factorised case (:class:`FactorisedTrace`): when the traces of the non-spike components
+evolve with the same ``A``, ``c`` for every neuron (e.g. a LIF whose reset carries no
+gradient: ``e^v_t = beta e^v_{t-1} + q_t``) they do not depend on the postsynaptic neuron:
+``e^v_t[b, i, j] = xbar_t[b, j]``, a presynaptic trace filtered with the membrane decay,
+and ``e^z_t = psi_t[b, i] xbar_t[b, j]``. Only the readout-filtered ``ebar`` stays per
+synapse (it is what carries the leaky readout's memory across chunks exactly), one
+component instead of ``R``.
 """
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torch import Tensor
 
+from . import kernels
 
-class ChunkAdjoint:
-    """Backward sweep over one chunk for one layer (shared by all its weight matrices).
 
-    Args:
-        A ``[K, C, C, B, H]``, c ``[K, C, B, H]`` (per-neuron Jacobians), kappa (readout
-        decay), L ``[K, B, H]`` (learning signal; it weighs the filtered component ``ebar``).
-    The augmented system (``M = C + 1`` components, the last one ``ebar``) is
-    ``Ahat = [[A, 0], [A[z], kappa]]``, ``chat = [c; c[z]]``; it is never materialised:
-    a row vector ``r`` times ``Ahat`` is ``(r[:C] + r[C] e_z) A`` and ``kappa r[C]``.
-    Attributes after construction:
-        delta ``[K, B, H]`` (``lam_s . chat_s``), rho ``[K, M, B, H]``, lam0 ``[M, B, H]``,
-        Phi ``[M, M, B, H]`` (``Phi[m, n]``: weight of ``u_start[n]`` in ``u_end[m]``).
+class ChunkSystem:
+    """Sweep results for one layer and one chunk (shared by all its weight matrices).
+
+    Args: A ``[K, R, R, B, H]``, c ``[K, R, B, H]``, L ``[K, B, H]`` (learning signal).
+    Attributes: delta ``[K, B, H]``, rho ``[K, R, B, H]``, lam0 ``[R, B, H]``,
+    Phi ``[R, R, B, H]``.
     """
 
-    def __init__(self, A: Tensor, c: Tensor, kappa: float, L: Tensor):
-        K, C, _, B, H = A.shape
-        M = C + 1
-        Lam = A.new_zeros(M + 1, M, B, H)       # row 0: lam, rows 1..M: rows of Phi(end, s)
-        Lam[1:] = torch.eye(M, dtype=A.dtype, device=A.device).view(M, M, 1, 1)
+    def __init__(self, A: Tensor, c: Tensor, L: Tensor):
+        K, R, _, B, H = A.shape
+        A, c, L = A.contiguous(), c.contiguous(), L.contiguous()
         self.delta = A.new_empty(K, B, H)
-        self.rho = A.new_empty(K, M, B, H)
-        for s in range(K - 1, -1, -1):
-            Lam[0, C] += L[s]
-            red = Lam[:, :C].clone()                     # r[:C] + r[C] e_z
-            red[:, C - 1] += Lam[:, C]
-            dots = (red * c[s].unsqueeze(0)).sum(1)       # r . chat_s  [M+1, B, H]
-            self.delta[s] = dots[0]
-            self.rho[s] = dots[1:]
-            new = torch.empty_like(Lam)
-            torch.sum(red.unsqueeze(2) * A[s].unsqueeze(0), 1, out=new[:, :C])
-            torch.mul(Lam[:, C], kappa, out=new[:, C])
-            Lam = new
-        self.lam0 = Lam[0]
-        self.Phi = Lam[1:]
+        self.rho = A.new_empty(K, R, B, H)
+        self.lam0 = A.new_empty(R, B, H)
+        self.Phi = A.new_empty(R, R, B, H)
+        kernels.sweep(A.view(K, R, R, B * H).numpy(), c.view(K, R, B * H).numpy(),
+                      L.view(K, B * H).numpy(), self.delta.view(K, B * H).numpy(),
+                      self.rho.view(K, R, B * H).numpy(), self.lam0.view(R, B * H).numpy(),
+                      self.Phi.view(R, R, B * H).numpy())
+
+
+class Pre:
+    """Presynaptic signal of one chunk: ``q [K, B, n]`` and its nonzeros grouped by unit
+    (:func:`.kernels.events`, computed once and shared by the current and the traces).
+
+    ``Pre(q)`` for a dense tensor; ``Pre(None, sparse=s, dtype=dt)`` for a SparseSpikes
+    chunk, whose events come from its indices (``q`` is densified only if asked for).
+    """
+
+    def __init__(self, q: Tensor | None, sparse=None, dtype=None):
+        self._q = None if q is None else q.contiguous()
+        self.sparse, self.dtype = sparse, dtype
+        self._events = None
+        self.shape = tuple(q.shape) if q is not None else tuple(sparse.shape)
+
+    @property
+    def q(self) -> Tensor:
+        if self._q is None:
+            self._q = self.sparse.dense(dtype=self.dtype).contiguous()
+        return self._q
+
+    @property
+    def events(self):
+        if self._events is None:
+            if self._q is None:
+                sp = self.sparse
+                K, B, n = self.shape
+                ptr, steps, vals = kernels.events_from_index(
+                    sp.times.numpy(), sp.batch.numpy(), sp.units.numpy(), K, B, n)
+                dt = torch.empty(0, dtype=self.dtype).numpy().dtype
+                self._events = ptr, steps, vals.astype(dt)
+            else:
+                self._events = kernels.events(self._q.numpy())
+        return self._events
+
+    def dense(self, below: float) -> bool:
+        """Density (fraction of nonzeros) at least ``below``."""
+        K, B, n = self.shape
+        return K * B * n > 0 and len(self.events[1]) >= below * K * B * n
+
+
 
 
 class SynapseTrace:
-    """Per-synapse trace ``u [C+1, B, n_pre, H]`` of one weight ``[H, n_pre]`` and its gradient.
+    """Per-synapse trace ``u [B, R, n_pre, H]`` of one weight ``[H, n_pre]`` and its gradient.
 
-    ``step_chunk(adj, q)`` advances over one chunk with presynaptic signal ``q [K, B, n_pre]``
-    and adds the chunk's contribution to the gradient. Sparse presynaptic activity (spikes;
-    density below ``sparse_below``) is consumed as a sparse CSR event matrix: each event adds
-    one ``[H]`` row to each trace component and to the gradient, so the synapse-level work
-    per chunk is proportional to the number of presynaptic spikes, not ``K * B * n_pre * H``.
+    ``step_chunk(sys, q, first, last)`` advances over one chunk with presynaptic signal
+    ``q [K, B, n_pre]``. Sparse presynaptic activity (density below ``sparse_below``) is
+    consumed event by event (work proportional to the number of spikes); denser activity
+    through matrix products. The trace is allocated up front (zero), so memory does not
+    depend on T.
     """
 
     sparse_below = 0.1
 
-    def __init__(self, B: int, H: int, M: int, n_pre: int, dtype, device):
-        self.B, self.H, self.M, self.n_pre = B, H, M, n_pre
-        self.u = None  # zero until the first chunk (lazy)
-        self._spare = None
+    def __init__(self, B: int, H: int, R: int, n_pre: int, dtype, device):
+        self.B, self.H, self.R, self.n_pre = B, H, R, n_pre
+        self.u = torch.zeros(B, R, n_pre, H, dtype=dtype, device=device)
         self.grad_t = torch.zeros(n_pre, H, dtype=dtype, device=device)
 
     @property
@@ -89,61 +118,85 @@ class SynapseTrace:
         return self.grad_t.t()
 
     @staticmethod
-    def nbytes(B: int, H: int, M: int, n_pre: int, itemsize: int) -> int:
-        """Peak bytes: the trace plus one temporary of the same size during the update."""
-        return 2 * M * B * H * n_pre * itemsize
+    def nbytes(B: int, H: int, R: int, n_pre: int, itemsize: int) -> int:
+        return R * B * H * n_pre * itemsize
 
-    def step_chunk(self, adj: ChunkAdjoint, q: Tensor) -> None:
-        """Advance over one chunk with presynaptic signal ``q [K, B, n_pre]``."""
-        K, B, n = q.shape
-        H, M = self.H, self.M
-        u = self.u
-        if u is not None:
-            # contribution of the trace carried into the chunk: sum_{b,m} lam0[m,b,i] u[b,j,m,i]
-            for m in range(M):
-                for b in range(B):
-                    self.grad_t.addcmul_(u[m, b], adj.lam0[m, b])
-            # carry the trace over the chunk: u[m] <- sum_k Phi[m, k] u[k] (per neuron);
-            # e does not depend on ebar (Phi[m, C] = 0 for m < C)
-            new = self._spare if self._spare is not None else torch.empty_like(u)
-            for m in range(M):
-                torch.mul(u[0], adj.Phi[m, 0].unsqueeze(1), out=new[m])
-                for k in range(1, M if m == M - 1 else M - 1):
-                    new[m].addcmul_(u[k], adj.Phi[m, k].unsqueeze(1))
-            self._spare, u = u, new  # double buffer: no fresh 2x trace allocation per chunk
+    def nbytes_held(self) -> int:
+        """Bytes of the trace and gradient tensors."""
+        return sum(t.numel() * t.element_size() for t in (self.u, self.grad_t))
+
+    def step_chunk(self, sys: ChunkSystem, pre: Pre, first: bool, last: bool) -> None:
+        """Gradient of the chunk; the trace is advanced unless ``last``."""
+        if pre.dense(self.sparse_below):
+            q = pre.q
+            K, B, n = q.shape
+            if not first:
+                ptr, steps, vals = kernels.events(q[:0].numpy())
+                kernels.update(self.u.numpy(), sys.lam0.numpy(), sys.Phi.numpy(), ptr, steps,
+                               vals, sys.delta.numpy(), sys.rho.numpy(), self.grad_t.numpy(),
+                               True, not last)
+            self.grad_t.addmm_(q.reshape(K * B, n).t(), sys.delta.reshape(K * B, self.H))
+            if not last:
+                qb = q.permute(1, 2, 0)  # [B, n, K]
+                for m in range(self.R):
+                    self.u[:, m].baddbmm_(qb, sys.rho[:, m].transpose(0, 1))
         else:
-            u = q.new_zeros(M, B, n, H)
-        if q.numel() and (q != 0).sum() < self.sparse_below * q.numel():
-            self._scatter(adj, q, u)
-        else:
-            # dense presynaptic activity: two GEMMs over the chunk
-            self.grad_t.addmm_(q.reshape(K * B, n).t(), adj.delta.reshape(K * B, H))
-            qb = q.permute(1, 2, 0)  # [B, n, K]
-            for m in range(M):
-                u[m].baddbmm_(qb, adj.rho[:, m].transpose(0, 1))
-        self.u = u
-
-    def _scatter(self, adj: ChunkAdjoint, q: Tensor, u: Tensor) -> None:
-        """Sparse presynaptic events: CSR [rows, K*B] @ dense rows ``[K*B, H]``."""
-        K, B, n = q.shape
-        H, M = self.H, self.M
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # trace: rows (b, j), columns (s, b); nonzero of [B, n, K] comes sorted by row
-            b, j, s = torch.nonzero(q.permute(1, 2, 0), as_tuple=True)
-            vals = q[s, b, j]
-            a = _csr_matrix(b * n + j, s * B + b, vals, B * n, K * B)
-            uf = u.view(M, B * n, H)
-            for m in range(M):
-                uf[m].addmm_(a, adj.rho[:, m].reshape(K * B, H))
-            # gradient: rows j, columns (s, b)
-            j, s, b = torch.nonzero(q.permute(2, 0, 1), as_tuple=True)
-            a = _csr_matrix(j, s * B + b, q[s, b, j], n, K * B)
-            self.grad_t.addmm_(a, adj.delta.reshape(K * B, H))
+            ptr, steps, vals = pre.events
+            kernels.update(self.u.numpy(), sys.lam0.numpy(), sys.Phi.numpy(), ptr, steps, vals,
+                           sys.delta.numpy(), sys.rho.numpy(), self.grad_t.numpy(), not first,
+                           not last)
 
 
-def _csr_matrix(rows: Tensor, cols: Tensor, vals: Tensor, n_rows: int, n_cols: int) -> Tensor:
-    """CSR ``[n_rows, n_cols]`` from entries sorted by row."""
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-    return torch.sparse_csr_tensor(crow, cols, vals, (n_rows, n_cols))
+class FactorisedTrace:
+    """Factorised trace of one weight: presynaptic traces ``xbar [B, P, n_pre]`` (the ``P``
+    non-spike components, the same for every postsynaptic neuron) and the per-synapse
+    readout-filtered trace ``ebar [B, n_pre, H]``; nothing ``[B, n_pre, H]`` per step.
+
+    The chunk system has ``R = P + 1`` components (``P`` presynaptic, last ``ebar``); its
+    ``P x P`` block and input column are uniform over neurons (checked by the strategy).
+    """
+
+    sparse_below = SynapseTrace.sparse_below
+
+    def __init__(self, B: int, H: int, P: int, n_pre: int, dtype, device):
+        self.B, self.H, self.P, self.n_pre = B, H, P, n_pre
+        self.xbar = torch.zeros(B, P, n_pre, dtype=dtype, device=device)
+        self.ebar = torch.zeros(B, n_pre, H, dtype=dtype, device=device)
+        self.grad_t = torch.zeros(n_pre, H, dtype=dtype, device=device)
+
+    grad = SynapseTrace.grad
+
+    @staticmethod
+    def nbytes(B: int, H: int, P: int, n_pre: int, itemsize: int) -> int:
+        return B * n_pre * (H + P) * itemsize
+
+    def nbytes_held(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.ebar, self.xbar, self.grad_t))
+
+    def step_chunk(self, sys: ChunkSystem, pre: Pre, first: bool, last: bool) -> None:
+        P, B, H = self.P, self.B, self.H
+        K, _, n = pre.shape
+        if not first:  # presynaptic components: sum_{b,p} lam0[p, b, i] xbar[b, p, j]
+            self.grad_t.addmm_(self.xbar.transpose(0, 1).reshape(P * B, n).t(),
+                               sys.lam0[:P].reshape(P * B, H))
+        rho_e = sys.rho[:, P].contiguous()  # [K, B, H]
+        dense = pre.dense(self.sparse_below)
+        ptr, steps, vals = kernels.events(pre.q[:0].numpy()) if dense else pre.events
+        kernels.update_factorised(self.ebar.numpy(), self.xbar.numpy(),
+                                  sys.lam0[P].contiguous().numpy(),
+                                  sys.Phi[P, P].contiguous().numpy(),
+                                  sys.Phi[P, :P].contiguous().numpy(), ptr, steps, vals,
+                                  sys.delta.numpy(), rho_e.numpy(), self.grad_t.numpy(),
+                                  not first, not last)
+        if dense:
+            q = pre.q
+            self.grad_t.addmm_(q.reshape(K * B, n).t(), sys.delta.reshape(K * B, H))
+            if not last:
+                self.ebar.baddbmm_(q.permute(1, 2, 0), rho_e.transpose(0, 1))
+        if not last:
+            # uniform over neurons: read neuron (0, 0)
+            phi = sys.Phi[:P, :P, 0, 0]                      # [P, P]
+            r = sys.rho[:, :P, 0, 0]                         # [K, P]
+            new = torch.einsum("pk,bkj->bpj", phi, self.xbar).contiguous()
+            kernels.presyn(*pre.events, r.contiguous().numpy(), new.numpy())
+            self.xbar = new

@@ -1,0 +1,421 @@
+"""Compiled (numba) loops of the e-prop strategy: per-neuron recursions and per-synapse updates.
+
+All arrays are NumPy views of CPU tensors (float32 or float64; one compiled version per
+dtype, cached on disk). Shapes use ``K`` steps per chunk, ``B`` batch rows, ``H`` neurons,
+``n`` presynaptic units, ``R`` trace components per synapse and ``N = B * H``.
+
+- :func:`sweep`: backward sweep over a chunk's per-neuron ``R x R`` transition matrices.
+- :func:`carry` / :func:`carry_factorised`: one pass over the per-synapse trace per chunk
+  (gradient of the trace carried into the chunk, then the trace carried over the chunk).
+- :func:`scatter`: presynaptic events (nonzeros of ``q``) add per-neuron rows to the
+  gradient and the trace; work proportional to the number of events.
+- :func:`project`: input current ``q W^T`` from events.
+- :func:`lif_chunk`: LIF/ALIF forward over a chunk with the reduced per-neuron Jacobians.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
+_BLOCK = 256  # neurons per block in the sweep (its working set stays in L1/L2)
+
+
+@nb.njit(cache=True)
+def sweep(A, c, L, delta, rho, lam0, Phi):
+    """Backward sweep over one chunk (exact regrouping of the chunk's trace sums).
+
+    For per-neuron linear recursions ``u_s = A_s u_{s-1} + c_s q_s`` (``u`` has ``R``
+    components; the last one is weighted by the learning signal ``L_s``) computes
+
+    - ``delta [K, N]``: weight of ``q_s`` in ``sum_s L_s u_s[R-1]``,
+    - ``rho [K, R, N]``: weight of ``q_s`` in ``u_end``,
+    - ``lam0 [R, N]``: weight of ``u_start`` in ``sum_s L_s u_s[R-1]``,
+    - ``Phi [R, R, N]``: ``u_end = Phi u_start + sum_s rho_s q_s``.
+
+    A ``[K, R, R, N]`` (``A[s, m, k] = d u_s[m] / d u_{s-1}[k]``), c ``[K, R, N]``, L ``[K, N]``.
+    Neurons are processed in blocks; the innermost loops run over contiguous neurons.
+    """
+    K, R, _, N = A.shape
+    lam = np.zeros((R + 1, R, _BLOCK), A.dtype)
+    new = np.zeros((R + 1, R, _BLOCK), A.dtype)
+    for n0 in range(0, N, _BLOCK):
+        nb_ = min(N, n0 + _BLOCK) - n0
+        n1 = n0 + nb_
+        lam[:] = 0.0
+        for r in range(R):
+            lam[r + 1, r, :] = 1.0
+        for s in range(K - 1, -1, -1):
+            ls = L[s, n0:n1]
+            l0 = lam[0, R - 1]
+            for n in range(nb_):
+                l0[n] += ls[n]
+            for r in range(R + 1):  # row . c_s: row 0 -> delta, rows 1..R -> rho
+                out = delta[s, n0:n1] if r == 0 else rho[s, r - 1, n0:n1]
+                lr = lam[r, 0]
+                cs = c[s, 0, n0:n1]
+                for n in range(nb_):
+                    out[n] = lr[n] * cs[n]
+                for m in range(1, R):
+                    lr = lam[r, m]
+                    cs = c[s, m, n0:n1]
+                    for n in range(nb_):
+                        out[n] += lr[n] * cs[n]
+            for r in range(R + 1):  # rows <- rows A_s
+                for k in range(R):
+                    nw = new[r, k]
+                    lr = lam[r, 0]
+                    ak = A[s, 0, k, n0:n1]
+                    for n in range(nb_):
+                        nw[n] = lr[n] * ak[n]
+                    for m in range(1, R):
+                        lr = lam[r, m]
+                        ak = A[s, m, k, n0:n1]
+                        for n in range(nb_):
+                            nw[n] += lr[n] * ak[n]
+            lam, new = new, lam
+        for m in range(R):
+            lam0[m, n0:n1] = lam[0, m, :nb_]
+            for k in range(R):
+                Phi[m, k, n0:n1] = lam[m + 1, k, :nb_]
+
+
+@nb.njit(cache=True)
+def events(q):
+    """Nonzeros of ``q [K, B, n]`` grouped by presynaptic unit ``(b, j)``, in time order:
+    ``ptr [B*n+1]`` (offsets), ``steps``, ``vals``."""
+    K, B, n = q.shape
+    ptr = np.zeros(B * n + 1, np.int64)
+    for s in range(K):
+        for b in range(B):
+            row = q[s, b]
+            base = b * n + 1
+            for j in range(n):
+                if row[j] != 0.0:
+                    ptr[base + j] += 1
+    for k in range(B * n):
+        ptr[k + 1] += ptr[k]
+    pos = ptr[:-1].copy()
+    steps = np.empty(ptr[B * n], np.int64)
+    vals = np.empty(ptr[B * n], q.dtype)
+    for s in range(K):
+        for b in range(B):
+            row = q[s, b]
+            base = b * n
+            for j in range(n):
+                if row[j] != 0.0:
+                    k = pos[base + j]
+                    steps[k] = s
+                    vals[k] = row[j]
+                    pos[base + j] = k + 1
+    return ptr, steps, vals
+
+
+@nb.njit(cache=True)
+def events_from_index(times, batch, units, K, B, n):
+    """:func:`events` of a binary spike train given as indices (``times`` sorted, relative to
+    the chunk start; duplicates count once), without building the dense ``[K, B, n]``."""
+    ptr = np.zeros(B * n + 1, np.int64)
+    for e in range(times.shape[0]):
+        ptr[batch[e] * n + units[e] + 1] += 1
+    for k in range(B * n):
+        ptr[k + 1] += ptr[k]
+    pos = ptr[:-1].copy()
+    steps = np.empty(ptr[B * n], np.int64)
+    for e in range(times.shape[0]):
+        g = batch[e] * n + units[e]
+        steps[pos[g]] = times[e]
+        pos[g] += 1
+    # drop duplicates (same step twice in a group; steps are in time order per group)
+    out = 0
+    start = 0
+    for g in range(B * n):
+        end = ptr[g + 1]
+        ptr[g] = out
+        for e in range(start, end):
+            if e == start or steps[e] != steps[e - 1]:
+                steps[out] = steps[e]
+                out += 1
+        start = end
+    ptr[B * n] = out
+    return ptr, steps[:out].copy(), np.ones(out)
+
+
+@nb.njit(cache=True)
+def update(u, lam0, Phi, ptr, steps, vals, delta, rho, grad_t, carry_in, advance):
+    """One pass over the per-synapse trace for one chunk, presynaptic unit by unit:
+
+    - ``carry_in``: ``grad_t[j] += sum_m lam0[m, b] * u[b, m, j]`` (the trace carried in),
+      then, if ``advance``, ``u[b, :, j] <- Phi[:, :, b] u[b, :, j]`` per neuron;
+    - each event ``(s, val)`` of unit ``(b, j)``: ``grad_t[j] += val delta[s, b]`` and, if
+      ``advance``, ``u[b, m, j] += val rho[s, m, b]``.
+
+    u ``[B, R, n, H]`` (in place), lam0 ``[R, B, H]``, Phi ``[R, R, B, H]``, events from
+    :func:`events`, delta ``[K, B, H]``, rho ``[K, R, B, H]``, grad_t ``[n, H]``.
+    """
+    B, R, n, H = u.shape
+    tmp = np.empty((R, H), u.dtype)
+    for b in range(B):
+        for j in range(n):
+            g = grad_t[j]
+            if carry_in:
+                for m in range(R):
+                    um = u[b, m, j]
+                    lm = lam0[m, b]
+                    for i in range(H):
+                        g[i] += lm[i] * um[i]
+                if advance:
+                    for m in range(R):
+                        t = tmp[m]
+                        pk = Phi[m, 0, b]
+                        uk = u[b, 0, j]
+                        for i in range(H):
+                            t[i] = pk[i] * uk[i]
+                        for k in range(1, R):
+                            pk = Phi[m, k, b]
+                            uk = u[b, k, j]
+                            for i in range(H):
+                                t[i] += pk[i] * uk[i]
+                    for m in range(R):
+                        um = u[b, m, j]
+                        t = tmp[m]
+                        for i in range(H):
+                            um[i] = t[i]
+            for e in range(ptr[b * n + j], ptr[b * n + j + 1]):
+                s = steps[e]
+                val = vals[e]
+                d = delta[s, b]
+                for i in range(H):
+                    g[i] += val * d[i]
+                if advance:
+                    for m in range(R):
+                        um = u[b, m, j]
+                        rm = rho[s, m, b]
+                        for i in range(H):
+                            um[i] += val * rm[i]
+
+
+@nb.njit(cache=True)
+def update_factorised(ebar, xbar, lam_e, phi_ee, phi_ex, ptr, steps, vals, delta, rho_e, grad_t,
+                      carry_in, advance):
+    """:func:`update` for the factorised trace: ``ebar [B, n, H]`` is the only per-synapse
+    component; the others are the presynaptic traces ``xbar [B, P, n]``:
+    ``grad_t[j] += lam_e[b] ebar[b, j]``, ``ebar[b, j] <- phi_ee[b] ebar[b, j] +
+    sum_p phi_ex[p, b] xbar[b, p, j]``, events add ``val delta[s, b]`` to ``grad_t[j]`` and
+    ``val rho_e[s, b]`` to ``ebar[b, j]``. lam_e/phi_ee ``[B, H]``, phi_ex ``[P, B, H]``,
+    rho_e ``[K, B, H]``.
+    """
+    B, n, H = ebar.shape
+    P = xbar.shape[1]
+    for b in range(B):
+        le = lam_e[b]
+        pe = phi_ee[b]
+        for j in range(n):
+            g = grad_t[j]
+            eb = ebar[b, j]
+            if carry_in:
+                for i in range(H):
+                    g[i] += le[i] * eb[i]
+                if advance:
+                    for i in range(H):
+                        eb[i] = pe[i] * eb[i]
+                    for p in range(P):
+                        xv = xbar[b, p, j]
+                        if xv != 0.0:
+                            px = phi_ex[p, b]
+                            for i in range(H):
+                                eb[i] += px[i] * xv
+            for e in range(ptr[b * n + j], ptr[b * n + j + 1]):
+                s = steps[e]
+                val = vals[e]
+                d = delta[s, b]
+                for i in range(H):
+                    g[i] += val * d[i]
+                if advance:
+                    r = rho_e[s, b]
+                    for i in range(H):
+                        eb[i] += val * r[i]
+
+
+@nb.njit(cache=True)
+def presyn(ptr, steps, vals, r, xbar):
+    """``xbar[b, p, j] += sum_s r[s, p] q[s, b, j]`` over the events of ``q``; r ``[K, P]``,
+    xbar ``[B, P, n]``."""
+    B, P, n = xbar.shape
+    for b in range(B):
+        for j in range(n):
+            for e in range(ptr[b * n + j], ptr[b * n + j + 1]):
+                s = steps[e]
+                val = vals[e]
+                for p in range(P):
+                    xbar[b, p, j] += val * r[s, p]
+
+
+@nb.njit(cache=True)
+def project(ptr, steps, vals, w_t, out):
+    """``out[s, b] += sum_j q[s, b, j] w_t[j]`` over the events of ``q`` (:func:`events`);
+    ``w_t [n, H]`` (the weight transposed), ``out [K, B, H]``."""
+    K, B, H = out.shape
+    n = w_t.shape[0]
+    for b in range(B):
+        for j in range(n):
+            w = w_t[j]
+            for e in range(ptr[b * n + j], ptr[b * n + j + 1]):
+                o = out[steps[e], b]
+                val = vals[e]
+                for i in range(H):
+                    o[i] += val * w[i]
+
+
+@nb.njit(cache=True)
+def leaky(x, kappa, y0, out):
+    """``out_s = kappa out_{s-1} + x_s`` with ``out_{-1} = y0``; x/out ``[K, M]``, y0 ``[M]``."""
+    K, M = x.shape
+    for s in range(K):
+        o = out[s]
+        xs = x[s]
+        prev = y0 if s == 0 else out[s - 1]
+        for i in range(M):
+            o[i] = kappa * prev[i] + xs[i]
+
+
+@nb.njit(cache=True)
+def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, alif, rho_a,
+              adapt, sg_kind, sg_scale, kappa, z_out, z_prev, A, c, h_rec, cur_rec):
+    """LIF/ALIF layer over a chunk (the ops of ``LIFLayer``/``ALIFLayer.dynamics``) and its
+    reduced per-neuron Jacobians.
+
+    i_in ``[K, B, H]`` feed-forward current; w_rec_t ``[H, H]`` (``W_rec^T``); state v, a, z,
+    psi (``dz/dv`` of the previous step) ``[B, H]``, updated in place. Writes spikes
+    ``z_out [K, B, H]``, the previous step's spikes ``z_prev [K, B, H]`` and the transition
+    ``A [K, R, R, B, H]`` / input column ``c [K, R, B, H]`` of the per-synapse trace
+    ``(e_v[, e_a], ebar)`` (``R = 2`` LIF, ``3`` ALIF): the spike's trace is eliminated
+    with ``e_z = dz/dv e_v + dz/da e_a``, ``ebar`` is ``e_z`` filtered by ``kappa``.
+    If ``h_rec [K, 2, B, H]`` / ``cur_rec [K, B, H]`` are not empty, the previous ``(v, a)``
+    and the input current of every step are recorded there (for checking).
+    Branches are hoisted out of the neuron loops so that those loops vectorise.
+    """
+    K, B, H = i_in.shape
+    record = cur_rec.shape[0] > 0
+    dt = i_in.dtype
+    cur = np.empty(H, dt)
+    idx = np.empty(H, np.int64)
+    thr = np.empty(H, dt)
+    avv = np.empty(H, dt)
+    ava = np.zeros(H, dt)
+    avz = np.empty(H, dt)
+    x = np.empty(H, dt)
+    p = np.empty(H, dt)
+    ad = adapt if alif else 0.0
+    for s in range(K):
+        for b in range(B):
+            zb = z[b]
+            vb = v[b]
+            ab = a[b]
+            pb = psi[b]
+            ib = i_in[s, b]
+            zpo = z_prev[s, b]
+            for i in range(H):
+                cur[i] = ib[i]
+                zpo[i] = zb[i]
+            if recurrent:
+                cnt = 0
+                for j in range(H):
+                    if zb[j] != 0.0:
+                        idx[cnt] = j
+                        cnt += 1
+                for k in range(cnt):
+                    zj = zb[idx[k]]
+                    w = w_rec_t[idx[k]]
+                    for i in range(H):
+                        cur[i] += zj * w[i]
+            if record:
+                for i in range(H):
+                    h_rec[s, 0, b, i] = vb[i]
+                    h_rec[s, 1, b, i] = ab[i]
+                    cur_rec[s, b, i] = cur[i]
+            if alif:
+                for i in range(H):
+                    an = rho_a * ab[i] + zpo[i]
+                    ab[i] = an
+                    thr[i] = theta + adapt * an
+            else:
+                for i in range(H):
+                    thr[i] = theta
+            if subtract:
+                for i in range(H):
+                    zp = zpo[i]
+                    vb[i] = beta * vb[i] + cur[i] - thr[i] * zp
+                    avv[i] = beta
+                    ava[i] = -ad * rho_a * zp
+                    avz[i] = -(thr[i] + ad * zp)
+            else:
+                for i in range(H):
+                    zp = zpo[i]
+                    avz[i] = -beta * vb[i]
+                    vb[i] = beta * vb[i] * (1.0 - zp) + cur[i]
+                    avv[i] = beta * (1.0 - zp)
+            for i in range(H):
+                x[i] = (vb[i] - thr[i]) / theta
+            if sg_kind == 0:
+                for i in range(H):
+                    d = 1.0 + sg_scale * abs(x[i])
+                    p[i] = sg_scale / (2.0 * d * d) / theta
+            elif sg_kind == 1:
+                for i in range(H):
+                    d = 1.0 + sg_scale * abs(x[i])
+                    p[i] = 1.0 / (d * d) / theta
+            elif sg_kind == 2:
+                for i in range(H):
+                    y = math.pi * sg_scale * x[i] / 2.0
+                    p[i] = sg_scale / (2.0 * (1.0 + y * y)) / theta
+            else:
+                for i in range(H):
+                    p[i] = sg_scale * max(0.0, 1.0 - abs(x[i])) / theta
+            zo = z_out[s, b]
+            for i in range(H):
+                zo[i] = 1.0 if x[i] > 0.0 else 0.0
+                zb[i] = zo[i]
+            a00 = A[s, 0, 0, b]
+            a01 = A[s, 0, 1, b]
+            a10 = A[s, 1, 0, b]
+            a11 = A[s, 1, 1, b]
+            c0 = c[s, 0, b]
+            c1 = c[s, 1, b]
+            if alif:
+                a02 = A[s, 0, 2, b]
+                a12 = A[s, 1, 2, b]
+                a20 = A[s, 2, 0, b]
+                a21 = A[s, 2, 1, b]
+                a22 = A[s, 2, 2, b]
+                c2 = c[s, 2, b]
+                for i in range(H):
+                    pp = pb[i]
+                    r_vv = avv[i] + avz[i] * pp
+                    r_va = ava[i] - avz[i] * adapt * pp
+                    r_aa = rho_a - adapt * pp
+                    a00[i] = r_vv
+                    a01[i] = r_va
+                    a02[i] = 0.0
+                    a10[i] = pp
+                    a11[i] = r_aa
+                    a12[i] = 0.0
+                    a20[i] = p[i] * (r_vv - adapt * pp)
+                    a21[i] = p[i] * (r_va - adapt * r_aa)
+                    a22[i] = kappa
+                    c0[i] = 1.0
+                    c1[i] = 0.0
+                    c2[i] = p[i]
+                    pb[i] = p[i]
+            else:
+                for i in range(H):
+                    d = avv[i] + avz[i] * pb[i]
+                    a00[i] = d
+                    a01[i] = 0.0
+                    a10[i] = p[i] * d
+                    a11[i] = kappa
+                    c0[i] = 1.0
+                    c1[i] = p[i]
+                    pb[i] = p[i]

@@ -1,0 +1,249 @@
+"""One layer over one chunk: forward states, spikes and the per-neuron trace system ``(A, c)``.
+
+Two sources of the per-neuron matrices, same result:
+
+- :class:`GenericLayer` (any neuron): the layer's own ``dynamics`` in a loop over time, then
+  the Jacobians by automatic differentiation over the whole chunk
+  (:func:`.jacobian.neuron_jacobians`). The trace keeps every state component
+  (``R = C + 1``), or, when the Jacobians show it (:func:`factorisable`), only the
+  readout-filtered spike trace per synapse (:class:`.traces.FactorisedTrace`).
+- :class:`CompiledLayer` (exactly ``LIFLayer`` / ``ALIFLayer``): one compiled loop
+  (:func:`.kernels.lif_chunk`) does the forward and writes the Jacobians of the same update,
+  with the spike's trace eliminated (``R = C``). On the first chunk the strategy checks them
+  against the automatic ones (:meth:`CompiledLayer.check`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...models.neurons import ALIFLayer, LIFLayer
+from . import kernels
+from .jacobian import check_diagonal, neuron_jacobians
+from .traces import ChunkSystem, Pre
+
+
+class NotFactorisableError(ValueError):
+    """``factorise=True`` asked for a layer whose trace does not factorise."""
+
+
+def input_current(layer, pre: Pre) -> Tensor:
+    """``q [K, B, n] -> [K, B, H]``: event-driven for sparse (spiking) ``q`` into the
+    built-in layers (whose ``input_current`` is ``q W_in^T``)."""
+    if type(layer) in (LIFLayer, ALIFLayer) and not pre.dense(0.1):
+        K, B, _ = pre.shape
+        out = layer.w_in.new_zeros(K, B, layer.w_in.shape[0])
+        w_t = layer.w_in.detach().t().contiguous()
+        kernels.project(*pre.events, w_t.numpy(), out.numpy())
+        return out
+    with torch.no_grad():
+        return layer.input_current(pre.q)
+
+
+def full_system(A: Tensor, c: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
+    """Trace system of every state component plus ``ebar`` (``R = C + 1``) from the
+    Jacobians ``A [K, C, C, B, H]``, ``c [K, C, B, H]``."""
+    K, C, _, B, H = A.shape
+    Ah = A.new_zeros(K, C + 1, C + 1, B, H)
+    Ah[:, :C, :C] = A
+    Ah[:, C, :C] = A[:, C - 1]
+    Ah[:, C, C] = kappa
+    ch = torch.cat([c, c[:, C - 1:]], 1)
+    return Ah, ch
+
+
+def factorisable(A: Tensor, c: Tensor) -> bool:
+    """True when the non-spike components' traces are the same for every neuron: the spike
+    feeds back into none of them nor into itself (``A[:, z] == 0``) and their Jacobian block
+    and input column are uniform over steps, batch rows and neurons."""
+    C = A.shape[1]
+    if C < 2:
+        return False
+    P = C - 1
+    if bool(A[:, :, P].ne(0).any()):
+        return False
+    blk = A[:, :P, :P]
+    cn = c[:, :P]
+    ref_a = blk[:1, :, :, :1, :1]
+    ref_c = cn[:1, :, :1, :1]
+    return bool(blk.eq(ref_a).all()) and bool(cn.eq(ref_c).all())
+
+
+def factorised_system(A: Tensor, c: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
+    """Trace system ``(xbar components, ebar)`` (``R = C``) of a factorisable layer."""
+    K, C, _, B, H = A.shape
+    P = C - 1
+    Ah = A.new_zeros(K, C, C, B, H)
+    Ah[:, :P, :P] = A[:, :P, :P]
+    Ah[:, P, :P] = A[:, P, :P]
+    Ah[:, P, P] = kappa
+    ch = torch.cat([c[:, :P], c[:, P:]], 1)
+    return Ah, ch
+
+
+def probe_factorisable(layer, B: int, H: int, dtype, device, generator=None) -> bool:
+    """Jacobians at random states (spikes 0/1) must show the factorised structure too."""
+    C = len(layer.state_names)
+    g = generator or torch.Generator().manual_seed(0)
+    hs = [torch.randn(1, B, H, generator=g, dtype=dtype) for _ in range(C - 1)]
+    hs.append((torch.rand(1, B, H, generator=g) < 0.5).to(dtype))
+    cur = torch.randn(1, B, H, generator=g, dtype=dtype)
+    A, c = neuron_jacobians(layer, [h.to(device) for h in hs], cur.to(device))
+    return factorisable(A, c)
+
+
+class GenericLayer:
+    """Any per-neuron layer: ``dynamics`` looped in torch, Jacobians by autograd."""
+
+    def __init__(self, layer, h, kappa: float, factorise):
+        self.layer, self.kappa = layer, kappa
+        self.h = tuple(t.detach() for t in h)
+        self.C = len(self.h)
+        self.rec_w = getattr(layer, "w_rec", None) is not None
+        self.factorise = factorise  # "auto" | True | False, resolved on the first chunk
+        self.factorised: bool | None = None
+
+    def forward(self, pre: Pre, record: bool = False) -> Tensor:
+        """Run over the chunk ``pre.q [K, B, n]``; returns spikes ``[K, B, H]``."""
+        layer, h = self.layer, self.h
+        with torch.no_grad():
+            i_in = input_current(layer, pre)
+            h_prev = [[] for _ in h]
+            curs, zs = [], []
+            for i_t in i_in.unbind(0):
+                cur = i_t + layer.recurrent_current(h[-1]) if self.rec_w else i_t
+                for lst, comp in zip(h_prev, h):
+                    lst.append(comp)
+                curs.append(cur)
+                h = tuple(layer.dynamics(h, cur))
+                zs.append(h[-1])
+        self.h = h
+        self.h_prev = [torch.stack(l) for l in h_prev]
+        self.cur = torch.stack(curs)
+        self.z = torch.stack(zs)
+        self.z_prev = self.h_prev[-1]
+        return self.z
+
+    def system(self, L: Tensor, verify: bool) -> ChunkSystem:
+        A, c = neuron_jacobians(self.layer, self.h_prev, self.cur)
+        if verify:
+            check_diagonal(self.layer, self.h_prev, self.cur, A, c)
+        if self.factorised is None:
+            K, _, B, H = c.shape
+            want = self.factorise
+            ok = want is not False and factorisable(A, c) and probe_factorisable(
+                self.layer, B, H, A.dtype, A.device)
+            if want is True and not ok:
+                raise NotFactorisableError(
+                    f"eprop factorise=True: the trace of {type(self.layer).__name__} does not "
+                    f"factorise (its spike feeds back into its state, or the state's Jacobian "
+                    f"differs between neurons); use factorise='auto' or False")
+            self.factorised = ok
+        elif self.factorised and not factorisable(A, c):
+            raise NotFactorisableError(
+                f"eprop: the Jacobians of {type(self.layer).__name__} lost the factorised "
+                f"structure found on the first chunk; pass factorise=False for this model")
+        self.c_z = c[:, -1]
+        Ah, ch = factorised_system(A, c, self.kappa) if self.factorised else \
+            full_system(A, c, self.kappa)
+        return ChunkSystem(Ah, ch, L)
+
+    @property
+    def R(self) -> int:
+        return self.C if self.factorised else self.C + 1
+
+    def state(self):
+        return self.h
+
+
+def _surrogate(layer) -> tuple[int, float]:
+    from ...models.surrogates import SURROGATE_GRADS
+    return kernels.SURROGATES[layer.surrogate], float(SURROGATE_GRADS[layer.surrogate][1])
+
+
+class CompiledLayer:
+    """``LIFLayer`` / ``ALIFLayer`` through :func:`.kernels.lif_chunk` (CPU)."""
+
+    factorised = False
+
+    @staticmethod
+    def supports(layer, device) -> bool:
+        return type(layer) in (LIFLayer, ALIFLayer) and device.type == "cpu" and \
+            layer.surrogate in kernels.SURROGATES
+
+    def __init__(self, layer, h, kappa: float):
+        self.layer, self.kappa = layer, kappa
+        self.alif = isinstance(layer, ALIFLayer)
+        self.C = 3 if self.alif else 2
+        v = h[0].detach().clone().contiguous()
+        z = h[-1].detach().clone().contiguous()
+        a = h[1].detach().clone().contiguous() if self.alif else torch.zeros_like(v)
+        self.v, self.a, self.z = v, a, z
+        self.psi = torch.zeros_like(v)
+        self.rec_w = getattr(layer, "w_rec", None) is not None
+        self.w_rec_t = (layer.w_rec.detach().t().contiguous() if self.rec_w
+                        else v.new_zeros(1, 1))
+
+    @property
+    def R(self) -> int:
+        return self.C
+
+    def forward(self, pre: Pre, record: bool = False) -> Tensor:
+        layer = self.layer
+        i_in = input_current(layer, pre).contiguous()
+        K, B, H = i_in.shape
+        R = self.C
+        self.z_out = i_in.new_empty(K, B, H)
+        self.z_prev = i_in.new_empty(K, B, H)
+        self.A = i_in.new_empty(K, R, R, B, H)
+        self.c = i_in.new_empty(K, R, B, H)
+        kr = K if record else 0
+        self.h_rec = i_in.new_empty(kr, 2, B, H)
+        self.cur_rec = i_in.new_empty(kr, B, H)
+        kind, scale = _surrogate(layer)
+        kernels.lif_chunk(
+            i_in.numpy(), self.w_rec_t.numpy(), self.rec_w, self.v.numpy(), self.a.numpy(),
+            self.z.numpy(), self.psi.numpy(), layer.beta, layer.threshold,
+            layer.reset == "subtract", self.alif, float(getattr(layer, "rho", 0.0)),
+            float(getattr(layer, "adapt", 0.0)), kind, scale, self.kappa, self.z_out.numpy(),
+            self.z_prev.numpy(), self.A.numpy(), self.c.numpy(), self.h_rec.numpy(),
+            self.cur_rec.numpy())
+        return self.z_out
+
+    def system(self, L: Tensor, verify: bool) -> ChunkSystem:
+        self.c_z = self.c[:, -1]
+        sys = ChunkSystem(self.A, self.c, L)
+        if verify:
+            self.check(L, sys)
+        return sys
+
+    def check(self, L: Tensor, sys: ChunkSystem) -> None:
+        """The compiled update and Jacobians equal the layer's ``dynamics`` and autograd's
+        (compared through the chunk's gradient weights ``delta``)."""
+        K = self.cur_rec.shape[0]
+        if K == 0:
+            raise RuntimeError("CompiledLayer.check needs forward(record=True)")
+        layer = self.layer
+        hp = [self.h_rec[:, 0]] + ([self.h_rec[:, 1]] if self.alif else []) + [self.z_prev]
+        with torch.no_grad():
+            out = layer.dynamics(tuple(h.reshape(-1, h.shape[-1]) for h in hp),
+                                 self.cur_rec.reshape(-1, self.cur_rec.shape[-1]))
+        v_next = out[0].view_as(self.z_out)
+        thr = layer.threshold + (layer.adapt * out[1].view_as(v_next) if self.alif else 0.0)
+        near = (v_next - thr).abs() < 1e-4 * max(abs(layer.threshold), 1.0)
+        same_z = (out[-1].view_as(self.z_out) == self.z_out) | near
+        v_ref = torch.cat([hp[0][1:], self.v.unsqueeze(0)])
+        if not (bool(same_z.all()) and torch.allclose(v_next, v_ref, rtol=1e-4, atol=1e-5)):
+            raise TypeError(f"eprop: the compiled {type(layer).__name__} update does not match "
+                            f"its dynamics; pass a custom layer type or strategy='bptt'")
+        A, c = neuron_jacobians(layer, hp, self.cur_rec)
+        ref = ChunkSystem(*full_system(A, c, self.kappa), L)
+        err = (ref.delta - sys.delta).abs().max()
+        if err > 1e-3 * ref.delta.abs().max() + 1e-6:
+            raise TypeError(f"eprop: compiled Jacobians of {type(layer).__name__} differ from "
+                            f"automatic differentiation (max error {float(err):.3g})")
+
+    def state(self):
+        if self.alif:
+            return (self.v.clone(), self.a.clone(), self.z.clone())
+        return (self.v.clone(), self.z.clone())
