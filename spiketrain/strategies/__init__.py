@@ -1,4 +1,5 @@
 """Memory strategies behind ``spiketrain.unroll``; ``get(name, **options)`` by name."""
+from . import _schedules_compat  # noqa: F401  (before any schedule is built)
 from . import bptt  # noqa: F401  (registers "bptt")
 from . import checkpoint  # noqa: F401  (registers "checkpoint")
 from . import revolve  # noqa: F401  (registers "revolve")
