@@ -108,7 +108,7 @@ class Auto(Strategy):
         k = max(1, min(self.probe_steps, inp.length(inputs)))
         params = [p for p in model.parameters() if p.requires_grad]
         dtype = params[0].dtype if params else torch.get_default_dtype()
-        xs = inp.segment(inputs, 0, k, dtype)
+        xs = inp.window(model, inputs, 0, k, dtype)
 
         def nograd():
             with torch.no_grad():

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from ..models.base import state_flatten
 from .base import Strategy
-from .inputs import check_inputs, dense_all
+from .inputs import check_inputs, is_dense, whole
 from .registry import register
 
 
@@ -48,11 +48,12 @@ class BPTT(Strategy):
         check_inputs(inputs)
         if state is None:
             state = model.init_state(inputs.shape[1])
-        if not isinstance(inputs, Tensor):  # sparse spike train: densify whole
+        if not is_dense(inputs):  # spike train: as SparseSpikes to the RSNN, else densified
             p = next(model.parameters(), None)
-            inputs = dense_all(inputs, p.dtype if p is not None else torch.get_default_dtype())
+            inputs = whole(model, inputs, p.dtype if p is not None else torch.get_default_dtype())
         leaves, _ = state_flatten(state)
-        with SavedBytes(exclude=list(model.parameters()) + [inputs] + leaves) as saved:
+        excl = list(model.parameters()) + leaves + ([inputs] if is_dense(inputs) else [])
+        with SavedBytes(exclude=excl) as saved:
             _, y = model.chunk(state, inputs)
         self.report.steps = inputs.shape[0]
         self.report.peak_bytes = {"device": saved.bytes}

@@ -117,8 +117,8 @@ class Executor:
             raise RuntimeError(f"schedule uses storage {st!r} that this strategy did not map")
         return self.tiers[name]
 
-    def _x(self, t0: int, t1: int) -> Tensor:
-        return inp.segment(self.inputs, t0, t1, dtype=self.dtype)
+    def _x(self, t0: int, t1: int):
+        return inp.window(self.model, self.inputs, t0, t1, dtype=self.dtype)
 
     def _step_sums(self, y: Tensor) -> Tensor:
         return y.detach().reshape(y.shape[0], -1).sum(1, dtype=torch.float64)
@@ -199,9 +199,9 @@ class Executor:
         xs = self._x(t0, t1)
         if self.x_grad:
             xs = xs.detach().requires_grad_(True)
-        excl = self.params + [s0[i] for i in fidx] + [xs]
+        excl = self.params + [s0[i] for i in fidx]
         if inp.is_dense(self.inputs):
-            excl.append(self.inputs)
+            excl += [xs, self.inputs]
         with torch.enable_grad(), SavedCounter(exclude=excl) as saved:
             s1, y = self.model.chunk(state_unflatten(s0, self.spec), xs)
         self.tiers.device.charge(saved.bytes)

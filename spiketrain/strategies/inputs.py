@@ -42,6 +42,33 @@ def segment(inputs, t0: int, t1: int, dtype: torch.dtype = torch.float32) -> Ten
     return inputs.dense(t0, t1, dtype=dtype)
 
 
+def takes_spike_trains(model) -> bool:
+    """True for models whose ``chunk`` takes a SparseSpikes window directly (the RSNN: its
+    fused layers project sparse inputs from the indices, bit-identical to the dense path)."""
+    from ..models.rsnn import RSNN
+    return isinstance(model, RSNN)
+
+
+def window(model, inputs, t0: int, t1: int, dtype: torch.dtype = torch.float32):
+    """Model input of steps ``t0:t1``: a view of a dense input; for a spike train, a
+    SparseSpikes window when the model takes one (no dense ``[t1 - t0, B, N]`` copy), else
+    its dense form."""
+    if is_dense(inputs):
+        return inputs.detach()[t0:t1]
+    if hasattr(inputs, "slice") and takes_spike_trains(model):
+        return inputs.slice(t0, t1)
+    return inputs.dense(t0, t1, dtype=dtype)
+
+
+def whole(model, inputs, dtype: torch.dtype = torch.float32):
+    """The whole input for one ``model.chunk`` call (keeps autograd for dense inputs)."""
+    if is_dense(inputs):
+        return inputs
+    if hasattr(inputs, "slice") and takes_spike_trains(model):
+        return inputs if hasattr(inputs, "time_ptr") else inputs.slice(0, length(inputs))
+    return inputs.dense(0, length(inputs), dtype=dtype)
+
+
 def dense_all(inputs, dtype: torch.dtype = torch.float32) -> Tensor:
     """The whole input as a dense tensor (keeps autograd for dense inputs)."""
     if is_dense(inputs):

@@ -23,6 +23,7 @@ from ..hardware.tiers import Tiers
 from ..models.base import state_flatten
 from . import inputs as inp
 from .base import Strategy
+from . import heap
 from .registry import register
 
 _SHIFTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -69,6 +70,8 @@ class _Packer:
         self.inflight: dict[int, Tensor] = {}
         self.stream = torch.cuda.Stream() if self.prefetch else None
         self.on_empty = None
+        self.trim = lambda: None  # a heap.Trimmer during a run
+
 
     def pack(self, t: Tensor):
         if t.untyped_storage().data_ptr() in self.exclude:
@@ -123,6 +126,7 @@ class _Packer:
         if pending <= 1:
             del self.meta[v]
             self.tier.free(v)
+            self.trim()
             if not self.meta and self.on_empty is not None:
                 self.on_empty()
         else:
@@ -130,14 +134,47 @@ class _Packer:
         return out
 
 
+class _Tap(torch.autograd.Function):
+    """Marks where one chunk's outputs ``y [L, B, ...]`` went in the stitched output; its
+    backward hands ``y`` its slice of the output gradient. Keeps no reference to ``y``, so
+    chunk outputs are freed as soon as they are copied (no per-chunk buffers alive until a
+    final ``torch.cat``)."""
+
+    @staticmethod
+    def forward(ctx, y, sink, t0, t1):
+        ctx.sink, ctx.t0, ctx.t1 = sink, t0, t1
+        return y.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        g = ctx.sink.get("grad")
+        return (None if g is None else g[ctx.t0:ctx.t1]), None, None, None
+
+
+class _Stitch(torch.autograd.Function):
+    """The whole output ``[T, B, ...]`` (filled chunk by chunk) attached to the chunks' taps."""
+
+    @staticmethod
+    def forward(ctx, sink, *taps):
+        ctx.sink, ctx.n = sink, len(taps)
+        return sink.pop("out")
+
+    @staticmethod
+    def backward(ctx, g):
+        ctx.sink["grad"] = g  # read by every _Tap.backward, which run after this one
+        z = g.new_zeros(())
+        return (None,) + (z,) * ctx.n
+
+
 @register("offload")
 class Offload(Strategy):
     """Everything autograd saves goes to ``tier`` ("host" or "disk"); spikes bit-packed.
     Options: ``spikes`` ("bits", "bool" or "float"), ``chunk_steps`` (default 256),
-    ``prefetch`` (CUDA, default 2), ``scratch`` (disk folder, default a temporary one)."""
+    ``prefetch`` (CUDA, default 2), ``scratch`` (disk folder, default a temporary one),
+    ``trim`` (give free heap pages back when the RSS grew 256 MiB, default True)."""
 
     def __init__(self, tier: str = "host", spikes: str = "bits", chunk_steps: int = 256,
-                 prefetch: int = 2, scratch: str | None = None, **options):
+                 prefetch: int = 2, scratch: str | None = None, trim: bool = True, **options):
         super().__init__(**options)
         if tier not in ("host", "disk"):
             raise ValueError(f"offload tier must be 'host' or 'disk', got {tier!r}")
@@ -146,23 +183,30 @@ class Offload(Strategy):
         if not isinstance(chunk_steps, int) or chunk_steps <= 0:
             raise ValueError(f"offload chunk_steps must be a positive integer, got {chunk_steps!r}")
         self.tier, self.spikes, self.chunk_steps = tier, spikes, chunk_steps
-        self.prefetch, self.scratch = prefetch, scratch
+        self.prefetch, self.scratch, self.trim = prefetch, scratch, trim
 
     def _unroll(self, model, inputs, state, packer, t_end=None):
         T = inp.length(inputs) if t_end is None else t_end
         p = next(model.parameters(), None)
         dtype = p.dtype if p is not None else torch.get_default_dtype()
-        ys = []
-        if inp.is_dense(inputs):
-            chunks = inputs[:T].split(self.chunk_steps, 0)
-        else:
-            chunks = (inp.segment(inputs, t0, min(T, t0 + self.chunk_steps), dtype)
-                      for t0 in range(0, T, self.chunk_steps))
+        out, sink, taps = None, {}, []
         with torch.autograd.graph.saved_tensors_hooks(packer.pack, packer.unpack):
-            for x in chunks:
+            for t0 in range(0, T, self.chunk_steps):
+                t1 = min(T, t0 + self.chunk_steps)
+                x = inputs[t0:t1] if inp.is_dense(inputs) else inp.segment(inputs, t0, t1, dtype)
                 state, y = model.chunk(state, x)
-                ys.append(y)
-        return torch.cat(ys, 0) if len(ys) > 1 else ys[0]
+                del x
+                if out is None:
+                    out = y.new_empty((T,) + tuple(y.shape[1:]))
+                out[t0:t1] = y.detach()
+                if y.requires_grad:
+                    taps.append(_Tap.apply(y, sink, t0, t1))
+                del y
+                packer.trim()
+        if not taps:
+            return out
+        sink["out"] = out
+        return _Stitch.apply(sink, *taps)
 
     def predict(self, model, inputs, state) -> int:
         """Bytes the tier will hold, from a dry run over 1 and 2 steps (affine in T)."""
@@ -194,6 +238,8 @@ class Offload(Strategy):
         if inp.is_dense(inputs):
             excl.append(inputs)
         packer = _Packer(tiers[self.tier], excl, self.spikes, device, self.prefetch)
+        if self.trim:
+            packer.trim = heap.Trimmer()
         rep = self.report
         rep.steps, rep.schedule = T, f"offload(tier={self.tier}, spikes={self.spikes})"
         if need is not None:

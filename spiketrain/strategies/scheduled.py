@@ -60,11 +60,11 @@ def probe_saved(model, inputs, state, steps: int = 2, only: int | None = None) -
     for L in ([only] if only else range(1, steps + 1)):
         L = min(L, inp.length(inputs))
         s0 = state_detach(state, requires_grad=True)
-        xs = inp.segment(inputs, 0, L, dtype=dtype)
+        xs = inp.window(model, inputs, 0, L, dtype=dtype)
         leaves = state_flatten(s0)[0]
-        excl = params + [leaves[i] for i in float_leaves(s0)] + [xs]
+        excl = params + [leaves[i] for i in float_leaves(s0)]
         if inp.is_dense(inputs):
-            excl.append(inputs)
+            excl += [xs, inputs]
         with torch.enable_grad(), SavedCounter(exclude=excl) as c:
             model.chunk(s0, xs)
         out.append(c.bytes)
