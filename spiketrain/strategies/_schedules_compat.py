@@ -8,8 +8,9 @@ per schedule step).
 """
 from __future__ import annotations
 
-import checkpoint_schedules.mixed as _mixed
-import checkpoint_schedules.multistage as _multistage
+import sys
+
+import checkpoint_schedules  # noqa: F401  (imports all of its modules)
 
 
 def _unjit(module) -> None:
@@ -21,5 +22,6 @@ def _unjit(module) -> None:
         module.numba = None
 
 
-for _m in (_mixed, _multistage):
-    _unjit(_m)
+for _name, _m in list(sys.modules.items()):
+    if _m is not None and (_name == "checkpoint_schedules" or _name.startswith("checkpoint_schedules.")):
+        _unjit(_m)
