@@ -208,7 +208,7 @@ class Auto(Strategy):
         if name == "revolve":
             return {"slots": max(1, n["slots"]), "block": n["block"]}
         if name == "double":
-            return {"period": n["period"], "fine": n["fine"], "fine_slots": n["fine_slots"]}
+            return {k: n[k] for k in ("period", "fine", "fine_slots") if n[k] is not None}
         return {}
 
     def format_table(self, rows=None) -> str:

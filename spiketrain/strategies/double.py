@@ -7,6 +7,10 @@ back once, the period is recomputed once storing fine checkpoints every ``fine``
 the fast ``device`` tier, and each fine segment is recomputed with full storage for its
 backward. With ``fine_slots`` below ``period / fine - 2`` the fine checkpoints inside a
 period follow a binomial schedule instead (``checkpoint_schedules``' two-level schedule).
+When the slow tier can hold a state every ``fine`` steps the default period is ``fine``:
+one level, every checkpoint on the slow tier, each segment recomputed once (the device
+tier holds one segment's graph and no checkpoint); a given ``period`` or a slow-tier budget
+too small for that gives the two-level schedule.
 
 Checkpoints held at most: slow tier ``ceil(T / period)``, device tier
 ``min(fine_slots, period / fine - 2)``; device peak ``<= fine_ckpts * S + saved(fine)``.
@@ -18,6 +22,7 @@ import math
 from checkpoint_schedules import StorageType, TwoLevelCheckpointSchedule
 
 from ..hardware.units import format_size
+from .checkpoint import segment_schedule
 from .executor import block_bounds
 from .registry import register
 from .scheduled import Plan, ScheduledStrategy
@@ -28,8 +33,10 @@ class Double(ScheduledStrategy):
     """Two-level checkpointing. ``period``: steps between coarse (slow-tier) checkpoints;
     ``fine``: steps per fine segment; ``fine_slots``: fine checkpoints kept in ``device``
     (default: all of a period); ``slow``: "disk" or "host" (default: host on CUDA, else disk).
-    Defaults (no budget): ``fine = ceil(sqrt(T))``, ``period = fine * ceil(T^(1/4))``; under a
-    budget the longest fine segment (fewest backward calls) and a period that fit."""
+    Defaults: ``fine = ceil(sqrt(T))`` (under a device budget the longest fine segment that
+    fits) and ``period = fine`` when the slow tier holds ``T / fine`` states (no period
+    recomputation: fewest recomputed steps), else ``period = fine * ceil(T^(1/4))`` or the
+    nearest that fits the slow-tier budget."""
 
     def __init__(self, period: int | None = None, fine: int | None = None,
                  fine_slots: int | None = None, slow: str | None = None, **options):
@@ -56,6 +63,14 @@ class Double(ScheduledStrategy):
         q0 = max(1, math.ceil(math.sqrt(T)))      # fine segments as long as checkpoint's
         root = max(2, math.ceil(T ** 0.25))          # blocks per period
         qs = [self.fine] if self.fine else sorted({max(1, q0 >> k) for k in range(0, 20)}, reverse=True)
+        if not self.period and not self.fine_slots:
+            # period = fine (one level: every fine checkpoint on the slow tier, no period
+            # recomputation) whenever the slow tier holds them: fewest recomputed steps
+            for q in qs:
+                nb = math.ceil(T / q)
+                if ((dev_cap is None or saved(min(q, T)) <= dev_cap)
+                        and (slow_cap is None or max(0, nb - 1) * S <= slow_cap)):
+                    return q, 1, 1
         for q in qs:
             if self.period:
                 Ps = [max(1, self.period // q)]
@@ -80,6 +95,15 @@ class Double(ScheduledStrategy):
         q, P, slots = self.choose(T, state_bytes, saved, slow)
         q = min(q, T)
         bounds = block_bounds(T, q)
+        if P == 1:  # one level: segment checkpointing with the checkpoints on the slow tier
+            nb = len(bounds) - 1
+            need = {"device": saved(bounds[-1] - bounds[-2]) if nb == 1 else
+                    max(saved(q), saved(bounds[-1] - bounds[-2])), slow: (nb - 1) * state_bytes}
+            return Plan(lambda: segment_schedule(nb), bounds, {StorageType.RAM: slow}, need,
+                        f"double(period={q}, fine={q}, slow={slow}: {nb - 1} checkpoints = "
+                        f"{format_size(need[slow])}, device <= {format_size(need['device'])})",
+                        {"period": q, "fine": q, "fine_slots": None, "slow": slow,
+                         "checkpoints": {"device": 0, slow: nb - 1}})
         fine, coarse, dev = self._need(T, q, P, slots, state_bytes, saved)
         need = {"device": dev, slow: coarse * state_bytes}
         make = lambda: TwoLevelCheckpointSchedule(P, slots, binomial_storage=StorageType.RAM)  # noqa: E731

@@ -82,7 +82,7 @@ class Executor:
 
     def __init__(self, model, inputs, state, schedule: Iterable, bounds: list[int], tiers: Tiers,
                  storage: dict[StorageType, str], reduce: str | None = None, verify: bool = True,
-                 chunk_steps: int = 512):
+                 chunk_steps: int = 512, trim=None):
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
         self.model, self.inputs, self.schedule = model, inputs, iter(schedule)
@@ -106,6 +106,7 @@ class Executor:
         self.recomputed = 0
         self.out = None
         self.finalize_pending = getattr(self.schedule, "max_n", 0) is None
+        self.trim = trim or (lambda: None)  # heap.Trimmer: bounds heap fragmentation on long runs
 
     # --- helpers -----------------------------------------------------------------------------
     def _t(self, n: int) -> int:
@@ -283,11 +284,13 @@ class Executor:
             else:
                 self._advance(a.n0, n1)
             self.n = n1
+            self.trim()
             if self.finalize_pending and self.n >= self.nb:
                 self.schedule.finalize(self.nb)
                 self.finalize_pending = False
         elif isinstance(a, Reverse):
             self._reverse(a.n1, a.n0)
+            self.trim()
         elif isinstance(a, Copy):
             self._load(a, pop=False)
         elif isinstance(a, Move):

@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import time
 
 M_MMAP_THRESHOLD = -3
 DEFAULT_THRESHOLD = 1 << 16  # per-step tensors of the SHD model ([32, 256] float = 32 KiB) stay below
@@ -80,15 +81,21 @@ class Trimmer:
     what heap fragmentation adds to the RSS to about ``slack`` while trimming rarely (pages
     given back are faulted in again when reused, which costs system time)."""
 
-    def __init__(self, slack: int = 256 << 20):
-        self.slack = slack
+    def __init__(self, slack: int = 256 << 20, every: float = 0.05):
+        self.slack, self.every = slack, every
         self.active = bool(_glibc()) and _enabled()
         self.mark = rss_bytes() if self.active else 0
         self.trims = 0
+        self._next = 0.0
 
     def __call__(self) -> None:
+        """Check the RSS (at most every ``every`` seconds) and trim if it grew ``slack``."""
         if not self.active:
             return
+        t = time.monotonic()
+        if t < self._next:
+            return
+        self._next = t + self.every
         now = rss_bytes()
         if now > self.mark + self.slack:
             trim()

@@ -16,6 +16,7 @@ from ..hardware.tiers import Tiers
 from ..models.base import state_detach, state_flatten, state_nbytes
 from . import inputs as inp
 from .base import Strategy
+from . import heap
 from .executor import REDUCTIONS, Executor, SavedCounter, float_leaves, run_executor
 
 
@@ -152,7 +153,8 @@ class ScheduledStrategy(Strategy):
         rep.notes["predicted_peak_bytes"] = dict(plan.need)
         try:
             ex = Executor(model, inputs, state, plan.schedule(), plan.bounds, tiers, plan.storage,
-                          reduce=self.reduce, verify=self.verify, chunk_steps=self.chunk_steps)
+                          reduce=self.reduce, verify=self.verify, chunk_steps=self.chunk_steps,
+                          trim=heap.Trimmer())
         except BaseException:
             tiers.close()
             raise
