@@ -91,10 +91,9 @@ def events(q):
     for s in range(K):
         for b in range(B):
             row = q[s, b]
-            base = b * n + 1
+            cnt = ptr[b * n + 1:(b + 1) * n + 1]
             for j in range(n):
-                if row[j] != 0.0:
-                    ptr[base + j] += 1
+                cnt[j] += row[j] != 0.0
     for k in range(B * n):
         ptr[k + 1] += ptr[k]
     pos = ptr[:-1].copy()
@@ -148,7 +147,8 @@ def update(u, lam0, Phi, ptr, steps, vals, delta, rho, grad_t, carry_in, advance
     """One pass over the per-synapse trace for one chunk, presynaptic unit by unit:
 
     - ``carry_in``: ``grad_t[j] += sum_m lam0[m, b] * u[b, m, j]`` (the trace carried in),
-      then, if ``advance``, ``u[b, :, j] <- Phi[:, :, b] u[b, :, j]`` per neuron;
+      then, if ``advance``, ``u[b, :, j] <- Phi[:, :, b] u[b, :, j]`` per neuron (the last
+      component, ``ebar``, feeds no other: ``Phi[m, R-1] = 0`` for ``m < R-1``);
     - each event ``(s, val)`` of unit ``(b, j)``: ``grad_t[j] += val delta[s, b]`` and, if
       ``advance``, ``u[b, m, j] += val rho[s, m, b]``.
 
@@ -157,7 +157,7 @@ def update(u, lam0, Phi, ptr, steps, vals, delta, rho, grad_t, carry_in, advance
     """
     B, R, n, H = u.shape
     tmp = np.empty((R, H), u.dtype)
-    for b in range(B):
+    for b in range(B):  # the trace is streamed in memory order
         for j in range(n):
             g = grad_t[j]
             if carry_in:
@@ -173,7 +173,7 @@ def update(u, lam0, Phi, ptr, steps, vals, delta, rho, grad_t, carry_in, advance
                         uk = u[b, 0, j]
                         for i in range(H):
                             t[i] = pk[i] * uk[i]
-                        for k in range(1, R):
+                        for k in range(1, R if m == R - 1 else R - 1):
                             pk = Phi[m, k, b]
                             uk = u[b, k, j]
                             for i in range(H):
@@ -198,6 +198,47 @@ def update(u, lam0, Phi, ptr, steps, vals, delta, rho, grad_t, carry_in, advance
 
 
 @nb.njit(cache=True)
+def update2(u, lam0, Phi, ptr, steps, vals, delta, rho, grad_t, carry_in, advance):
+    """:func:`update` for ``R = 2`` (LIF: ``(e_v, ebar)``), one fused loop per row."""
+    B, R, n, H = u.shape
+    for b in range(B):  # the trace is streamed in memory order
+        l0 = lam0[0, b]
+        l1 = lam0[1, b]
+        p00 = Phi[0, 0, b]
+        p10 = Phi[1, 0, b]
+        p11 = Phi[1, 1, b]
+        for j in range(n):
+            g = grad_t[j]
+            u0 = u[b, 0, j]
+            u1 = u[b, 1, j]
+            if carry_in:
+                if advance:
+                    for i in range(H):
+                        a0 = u0[i]
+                        a1 = u1[i]
+                        g[i] += l0[i] * a0 + l1[i] * a1
+                        u0[i] = p00[i] * a0
+                        u1[i] = p10[i] * a0 + p11[i] * a1
+                else:
+                    for i in range(H):
+                        g[i] += l0[i] * u0[i] + l1[i] * u1[i]
+            for e in range(ptr[b * n + j], ptr[b * n + j + 1]):
+                s = steps[e]
+                val = vals[e]
+                d = delta[s, b]
+                if advance:
+                    r0 = rho[s, 0, b]
+                    r1 = rho[s, 1, b]
+                    for i in range(H):
+                        g[i] += val * d[i]
+                        u0[i] += val * r0[i]
+                        u1[i] += val * r1[i]
+                else:
+                    for i in range(H):
+                        g[i] += val * d[i]
+
+
+@nb.njit(cache=True)
 def update_factorised(ebar, xbar, lam_e, phi_ee, phi_ex, ptr, steps, vals, delta, rho_e, grad_t,
                       carry_in, advance):
     """:func:`update` for the factorised trace: ``ebar [B, n, H]`` is the only per-synapse
@@ -209,7 +250,7 @@ def update_factorised(ebar, xbar, lam_e, phi_ee, phi_ex, ptr, steps, vals, delta
     """
     B, n, H = ebar.shape
     P = xbar.shape[1]
-    for b in range(B):
+    for b in range(B):  # the trace is streamed in memory order
         le = lam_e[b]
         pe = phi_ee[b]
         for j in range(n):

@@ -125,6 +125,7 @@ class GenericLayer:
         return self.z
 
     def system(self, L: Tensor, verify: bool) -> ChunkSystem:
+        """The chunk's trace system and its sweep with learning signal ``L [K, B, H]``."""
         A, c = neuron_jacobians(self.layer, self.h_prev, self.cur)
         if verify:
             check_diagonal(self.layer, self.h_prev, self.cur, A, c)
@@ -193,10 +194,12 @@ class CompiledLayer:
         i_in = input_current(layer, pre).contiguous()
         K, B, H = i_in.shape
         R = self.C
-        self.z_out = i_in.new_empty(K, B, H)
-        self.z_prev = i_in.new_empty(K, B, H)
-        self.A = i_in.new_empty(K, R, R, B, H)
-        self.c = i_in.new_empty(K, R, B, H)
+        if getattr(self, "_K", None) != K:  # buffers reused chunk after chunk
+            self._K = K
+            self.z_out = i_in.new_empty(K, B, H)
+            self.z_prev = i_in.new_empty(K, B, H)
+            self.A = i_in.new_empty(K, R, R, B, H)
+            self.c = i_in.new_empty(K, R, B, H)
         kr = K if record else 0
         self.h_rec = i_in.new_empty(kr, 2, B, H)
         self.cur_rec = i_in.new_empty(kr, B, H)

@@ -113,6 +113,7 @@ class EProp(Strategy):
         self.step_loss = self.targets = None
         self.logits = None
         self._verified: set = set()
+        self._vmap_ok = None  # step_loss evaluated for all steps of a chunk at once
 
     # ------------------------------------------------------------------ planning
     def need_bytes(self, model, B: int, n_in: int, itemsize: int = 4, T: int | None = None) -> int:
@@ -125,8 +126,9 @@ class EProp(Strategy):
             pres = [n_pre] + ([H] if getattr(layer, "w_rec", None) is not None else [])
             total += sum(SynapseTrace.nbytes(B, H, R, n, itemsize) + H * n * itemsize
                          for n in pres)
-            # chunk buffers: input, current, spikes, previous spikes, A, c, L, delta, rho
-            total += K * B * (n_pre + H * (R * R + 2 * R + 6)) * itemsize
+            # chunk buffers: input, current, spikes, previous spikes, A, c, L, readout trace,
+            # delta, rho
+            total += K * B * (n_pre + H * (R * R + 2 * R + 7)) * itemsize
             n_pre = H
         return total
 
@@ -183,8 +185,7 @@ class EProp(Strategy):
         key = (id(model), tuple(id(l) for l in layers), dtype)
         verify = self.check and key not in self._verified
         kap = torch.tensor(kappa, dtype=dtype).numpy()[()]
-        starts = list(range(0, T, self.chunk))
-        for t0 in starts:
+        for t0 in range(0, T, self.chunk):
             t1 = min(T, t0 + self.chunk)
             first, last = t0 == 0, t1 == T
             x = _segment(inputs, t0, t1, dtype)  # presynaptic signal of layer 0
@@ -210,7 +211,7 @@ class EProp(Strategy):
                                 f"layers + leaky readout structure e-prop assumes; use "
                                 f"strategy='bptt' for this model")
             # ---- per-step losses and their gradient wrt the readout
-            loss_c, g = self._losses(oc, y)
+            loss_c, g = self._losses(oc, y, verify)
             total = total + loss_c
             logit = self._reduce(model, oc, logit, first)
             # ---- readout (exact): o_t = sum_s kappa^{t-s} (W z_s + b)
@@ -262,8 +263,28 @@ class EProp(Strategy):
         self.final_state = tuple(e.state() for e in engines) + (o,)
         return _EPropLoss.apply(grads, total, *params)
 
-    def _losses(self, oc: Tensor, y) -> tuple[Tensor, Tensor]:
-        """Summed per-step loss of the chunk and its gradient ``[K, B, n_out]`` wrt outputs."""
+    def _losses(self, oc: Tensor, y, verify: bool = False) -> tuple[Tensor, Tensor]:
+        """Summed per-step loss of the chunk and its gradient ``[K, B, n_out]`` wrt outputs.
+
+        All steps at once with ``torch.func.vmap`` when ``step_loss`` allows it (checked
+        against the step-by-step loop on the first chunk), else step by step."""
+        if isinstance(y, Tensor) and self._vmap_ok is not False:
+            try:
+                from torch.func import grad_and_value, vmap
+                g, lv = vmap(grad_and_value(self.step_loss))(oc.detach(), y)
+                ok = lv.shape == (oc.shape[0],)
+            except Exception:  # not vmappable (data-dependent control flow, .item(), ...)
+                ok = False
+            if ok and (verify or self._vmap_ok is None):
+                ref_l, ref_g = self._loop_losses(oc, y)
+                ok = torch.allclose(g, ref_g, rtol=1e-5, atol=1e-7) and \
+                    torch.allclose(lv.sum(), ref_l, rtol=1e-5, atol=1e-6)
+            self._vmap_ok = ok
+            if ok:
+                return lv.sum().detach(), g.detach()
+        return self._loop_losses(oc, y)
+
+    def _loop_losses(self, oc: Tensor, y) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():
             leaf = oc.detach().requires_grad_(True)
             ys = y.unbind(0) if isinstance(y, Tensor) else list(y)

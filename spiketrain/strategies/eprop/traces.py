@@ -98,11 +98,11 @@ class Pre:
 class SynapseTrace:
     """Per-synapse trace ``u [B, R, n_pre, H]`` of one weight ``[H, n_pre]`` and its gradient.
 
-    ``step_chunk(sys, q, first, last)`` advances over one chunk with presynaptic signal
-    ``q [K, B, n_pre]``. Sparse presynaptic activity (density below ``sparse_below``) is
-    consumed event by event (work proportional to the number of spikes); denser activity
-    through matrix products. The trace is allocated up front (zero), so memory does not
-    depend on T.
+    ``step_chunk(sys, pre, first, last)`` advances over one chunk with presynaptic signal
+    ``pre.q [K, B, n_pre]``. Sparse presynaptic activity (density below ``sparse_below``) is
+    consumed event by event in the same pass that carries the trace over the chunk (work
+    proportional to the number of spikes); denser activity through matrix products. The
+    trace is allocated up front (zero), so memory does not depend on T.
     """
 
     sparse_below = 0.1
@@ -125,26 +125,25 @@ class SynapseTrace:
         """Bytes of the trace and gradient tensors."""
         return sum(t.numel() * t.element_size() for t in (self.u, self.grad_t))
 
+    def _update(self, sys: ChunkSystem, events, carry_in: bool, advance: bool) -> None:
+        fn = kernels.update2 if self.R == 2 else kernels.update
+        fn(self.u.numpy(), sys.lam0.numpy(), sys.Phi.numpy(), *events, sys.delta.numpy(),
+           sys.rho.numpy(), self.grad_t.numpy(), carry_in, advance)
+
     def step_chunk(self, sys: ChunkSystem, pre: Pre, first: bool, last: bool) -> None:
         """Gradient of the chunk; the trace is advanced unless ``last``."""
         if pre.dense(self.sparse_below):
             q = pre.q
             K, B, n = q.shape
             if not first:
-                ptr, steps, vals = kernels.events(q[:0].numpy())
-                kernels.update(self.u.numpy(), sys.lam0.numpy(), sys.Phi.numpy(), ptr, steps,
-                               vals, sys.delta.numpy(), sys.rho.numpy(), self.grad_t.numpy(),
-                               True, not last)
+                self._update(sys, kernels.events(q[:0].numpy()), True, not last)
             self.grad_t.addmm_(q.reshape(K * B, n).t(), sys.delta.reshape(K * B, self.H))
             if not last:
                 qb = q.permute(1, 2, 0)  # [B, n, K]
                 for m in range(self.R):
                     self.u[:, m].baddbmm_(qb, sys.rho[:, m].transpose(0, 1))
         else:
-            ptr, steps, vals = pre.events
-            kernels.update(self.u.numpy(), sys.lam0.numpy(), sys.Phi.numpy(), ptr, steps, vals,
-                           sys.delta.numpy(), sys.rho.numpy(), self.grad_t.numpy(), not first,
-                           not last)
+            self._update(sys, pre.events, not first, not last)
 
 
 class FactorisedTrace:
@@ -174,6 +173,7 @@ class FactorisedTrace:
         return sum(t.numel() * t.element_size() for t in (self.ebar, self.xbar, self.grad_t))
 
     def step_chunk(self, sys: ChunkSystem, pre: Pre, first: bool, last: bool) -> None:
+        """Gradient of the chunk; the trace is advanced unless ``last``."""
         P, B, H = self.P, self.B, self.H
         K, _, n = pre.shape
         if not first:  # presynaptic components: sum_{b,p} lam0[p, b, i] xbar[b, p, j]
