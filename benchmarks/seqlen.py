@@ -2,15 +2,19 @@
 batch 32, input spike rate 2 %), beside torch.utils.checkpoint (reentrant, non-reentrant).
 
 Every (strategy, T) runs in a fresh subprocess so its peak RSS is its own. Inputs are a
-seeded Poisson spike source generated per 100-step block on demand (a T = 1,000,000 train
-at 2 % would be 450 M spikes: too big to hold in any form within 2 GiB); strategies densify
-one segment at a time, BPTT and torch.utils.checkpoint get the dense tensor.
+seeded Poisson spike train generated per 100-step block as sparse indices: up to
+T = 100,000 it is built whole as one SparseSpikes before the clock starts (the same input
+for every strategy, bptt included; torch.utils.checkpoint gets its dense form); beyond, it
+is generated block by block on demand (a T = 1,000,000 train at 2 % is 450 M spikes, too
+big to hold in any form within 2 GiB) and the CPU time spent generating is reported as
+``gen``. Scheduled strategies then return outputs reduced over time (``reduce="max"``, the
+model's readout): ``[T, B, 20]`` float outputs alone are 2.4 GiB at T = 1,000,000.
 
     python benchmarks/seqlen.py                          # sweep T in {1k, 3k, 10k} (quick)
     python benchmarks/seqlen.py --T 1000 3000 10000 30000 100000 --repeats 3
     python benchmarks/seqlen.py --one double 1000000 --reduce max     # one run, JSON line
     python benchmarks/seqlen.py --longest 1GiB           # longest T per strategy in 1 GiB
-    python benchmarks/seqlen.py --auto --T 300 1000 --budgets 2MiB 8MiB 64MiB
+    python benchmarks/seqlen.py --auto --T 1000 3000 --budgets 1MiB 4MiB 64MiB
 
 Numbers are medians of ``--repeats`` training steps (forward + backward + SGD step); the
 machine may be shared, so compare ratios measured in the same run.
@@ -45,7 +49,7 @@ class PoissonSource:
     as sparse indices (never as a dense ``[T, B, N]`` tensor): ``.slice(t0, t1)`` returns a
     :class:`SparseSpikes` window and ``.dense(t0, t1)`` its dense form, the same values every
     time (recomputation is exact). ``materialize()`` returns the whole train as one
-    SparseSpikes (10.7 bytes per step per... 3 int64 per spike: 1 GB per 100k steps here)."""
+    SparseSpikes (3 int64 per spike: about 1 GiB per 100,000 steps at this shape)."""
 
     def __init__(self, T, B=BATCH, N=N_IN, rate=RATE, seed=0, block=100, progress=0):
         self.shape = torch.Size((T, B, N))
@@ -190,34 +194,63 @@ SWEEP = ["bptt", "tuc_reentrant", "tuc_nonreentrant", "checkpoint", "revolve", "
 DENSE_MAX_T = 30_000  # bptt and torch.utils.checkpoint are run up to here (tuc: dense input, 0.9 GB per 10k steps)
 
 
-def sweep(Ts, repeats, names):
+def float_bptt_bytes_per_step() -> float:
+    """Bytes plain autograd BPTT (the same RSNN stepped with float spikes, ``fused=False``)
+    saves per step: the reference the device peaks are also compared with."""
+    from spiketrain.strategies.bptt import SavedBytes
+    torch.manual_seed(0)
+    model = RSNN(N_IN, HIDDEN, N_OUT, layers=1, neuron="lif", fused=False)
+    b = []
+    for T in (20, 40):
+        x = PoissonSource(T).dense()
+        with SavedBytes(exclude=list(model.parameters()) + [x]) as sb:
+            model.chunk(model.init_state(BATCH), x)
+        b.append(sb.bytes)
+    return (b[1] - b[0]) / 20
+
+
+def sweep(Ts, repeats, names, timeout):
     rows = []
+    fstep = float_bptt_bytes_per_step()
+    print(f"plain float BPTT saves {format_size(int(fstep))} per step ({format_size(int(fstep * 10_000))} "
+          f"at T=10,000); 'dev/bptt' and 'dev/float' = device-tier peak / that of bptt (measured "
+          f"here, affine in T beyond) / of float BPTT; 'x bptt' at T > {DENSE_MAX_T:,} is against "
+          f"the largest T bptt ran at (*); 'gen' = CPU s generating the input inside the step")
     print(f"{'strategy':18s} {'T':>8s} {'s/step':>8s} {'us/sim-step':>11s} {'x bptt':>7s} "
-          f"{'cpu s':>7s} {'cpu x':>6s} "
-          f"{'peak per tier':34s} {'RSS peak':>9s} {'RSS extra':>9s} {'recomp':>8s}")
+          f"{'cpu s':>7s} {'cpu x':>6s} {'gen':>5s} "
+          f"{'peak per tier':34s} {'dev/bptt':>8s} {'dev/float':>9s} {'RSS peak':>9s} "
+          f"{'RSS extra':>9s} {'recomp':>8s}")
+    base = cbase = bpeak = None
     for T in Ts:
-        base = cbase = None
+        star = " "
         for name in names:
             if name in ("bptt", "tuc_reentrant", "tuc_nonreentrant") and T > DENSE_MAX_T:
+                star = "*"
                 continue
             strat, opts = name, {}
             if name.startswith("offload_"):
                 strat, opts = "offload", {"tier": name.split("_")[1]}
             if name == "revolve":
                 opts = {"block": max(1, T // 200)}
-            r = run_child(strat, T, repeats if T < 10_000 else 1, opts=opts)
+            reduce = "max" if T > MATERIALIZE_MAX_T and strat in ("checkpoint", "revolve", "double") else None
+            r = run_child(strat, T, repeats if T < 10_000 else 1, reduce=reduce, opts=opts,
+                          timeout=timeout)
             r["strategy"] = name
             rows.append(r)
             if "error" in r:
-                print(f"{name:18s} {T:8d}  error: {r['error']}")
+                print(f"{name:18s} {T:8d}  error: {r['error']}", flush=True)
                 continue
             if name == "bptt":
                 base, cbase = r["us_per_sim_step"], r["cpu_us_per_sim_step"]
-            ratio = f"{r['us_per_sim_step'] / base:7.2f}" if base else "      -"
-            cratio = f"{r['cpu_us_per_sim_step'] / cbase:6.2f}" if base else "     -"
+                bpeak = (r["peak_bytes"]["device"] / T)
+            ratio = f"{r['us_per_sim_step'] / base:6.2f}{star}" if base else "      -"
+            cratio = f"{r['cpu_us_per_sim_step'] / cbase:5.2f}{star}" if base else "     -"
+            dev = r["peak_bytes"].get("device")
+            dr = f"1/{bpeak * T / dev:.0f}" if bpeak and dev else "-"
+            fr = f"1/{fstep * T / dev:.0f}" if dev else "-"
             print(f"{name:18s} {T:8d} {r['s_per_step']:8.2f} {r['us_per_sim_step']:11.1f} {ratio} "
-                  f"{r['cpu_s_per_step']:7.2f} {cratio} "
-                  f"{fmt_peaks(r['peak_bytes']):34s} {format_size(r['rss_peak']):>9s} "
+                  f"{r['cpu_s_per_step']:7.2f} {cratio} {r.get('gen_s_per_step', 0):5.1f} "
+                  f"{fmt_peaks(r['peak_bytes']):34s} {dr:>8s} {fr:>9s} {format_size(r['rss_peak']):>9s} "
                   f"{format_size(r['rss_extra']):>9s} {r['recomputed'] if r['recomputed'] is not None else '-':>8}",
                   flush=True)
     return rows
@@ -324,7 +357,8 @@ def main(argv=None):
     ap.add_argument("--reduce", default=None)
     ap.add_argument("--longest", metavar="BUDGET")
     ap.add_argument("--auto", action="store_true")
-    ap.add_argument("--budgets", nargs="+", default=["2MiB", "8MiB", "64MiB"])
+    ap.add_argument("--budgets", nargs="+", default=["1MiB", "4MiB", "64MiB"])
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per (strategy, T) run")
     a = ap.parse_args(argv)
     if a.one:
         print(json.dumps(one(a.one[0], int(a.one[1]), a.repeats, a.reduce, json.loads(a.opts))))
@@ -335,7 +369,7 @@ def main(argv=None):
     if a.auto:
         auto_grid(a.T, a.budgets, a.repeats)
         return 0
-    sweep(a.T, a.repeats, a.strategies)
+    sweep(a.T, a.repeats, a.strategies, a.timeout)
     return 0
 
 

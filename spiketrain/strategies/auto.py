@@ -1,13 +1,16 @@
 """``auto``: the planner. Probe, estimate, rank, pick the fastest strategy that fits.
 
 Probe (a few dozen steps): bytes of the state, bytes autograd saves per step (exact, for
-the segment lengths each plan uses), seconds per step without graph (``c_f``), with graph
-plus backward (``c_g``), and with graph plus backward under ``offload`` to each slow tier.
-Each candidate's plan (the strategy's own planner under the budget) gives the bytes per
-tier and, by simulating its schedule, the recomputed steps and the slow-tier traffic:
+the segment lengths each plan uses), and the seconds of one ``model.chunk`` call over ``L``
+steps, fitted as ``a + b * L`` from two lengths (``a``: the per-call cost - kernel set-up,
+Python, autograd - that makes many short segments slower than few long ones): without
+graph (``f``), with graph plus backward (``g``), and under ``offload`` to each slow tier
+(``o``, per chunk). Each candidate's plan (the strategy's own planner under the budget)
+gives the bytes per tier; walking its schedule prices every action:
 
-    time = T * c_g + recomputed * c_f + per-segment overhead      (checkpoint/revolve/double)
-    time = T * c_offload(tier)                                      (offload)
+    Forward of L steps kept for backward:  a_g + b_g * L
+    Forward of L steps without graph:      ceil(L / chunk_steps) * a_f + b_f * L
+    bptt: a_g + b_g * T;   offload: ceil(T / chunk) * a_o + b_o * T
 
 ``rank(model, inputs)`` returns the table (``spiketrain plan`` prints it); ``run`` trains
 with the first feasible row and records the table and the reason in the report's notes.
@@ -51,18 +54,26 @@ class Candidate:
         return f"{self.name:10s} {'yes' if self.fits else 'no':4s} {est}  {self.recomputed:>10,d}  {need:32s} {self.desc}"
 
 
-def simulate(plan) -> int:
-    """Recomputed steps of a plan's schedule, counted without running it."""
+def simulate(plan, cost=None, chunk_steps: int = 512):
+    """Recomputed steps of a plan's schedule, counted without running it; with ``cost``
+    ({"f": (a, b), "g": (a, b)}, see the module docstring) also its estimated seconds:
+    returns ``(recomputed, seconds)``."""
     sched = plan.schedule()
     it = iter(sched)
     bounds, nb = plan.bounds, len(plan.bounds) - 1
     pending = getattr(sched, "max_n", 0) is None
-    phase, rec = "forward", 0
+    phase, rec, sec = "forward", 0, 0.0
     for a in it:
         if isinstance(a, Forward):
             n1 = min(a.n1, nb)
+            L = bounds[n1] - bounds[a.n0]
             if phase == "reverse":
-                rec += bounds[n1] - bounds[a.n0]
+                rec += L
+            if cost is not None:
+                if a.write_adj_deps:
+                    sec += cost["g"][0] + cost["g"][1] * L
+                else:
+                    sec += -(-L // chunk_steps) * cost["f"][0] + cost["f"][1] * L
             if pending and n1 >= nb:
                 sched.finalize(nb)
                 pending = False
@@ -70,7 +81,7 @@ def simulate(plan) -> int:
             phase = "reverse"
         elif isinstance(a, EndReverse):
             break
-    return rec
+    return rec if cost is None else (rec, sec)
 
 
 def _timed(fn, repeats=3) -> float:
@@ -85,13 +96,12 @@ def _timed(fn, repeats=3) -> float:
 @register("auto")
 class Auto(Strategy):
     """Pick the fastest strategy that fits ``budget``. Options: ``candidates`` (names),
-    ``probe_steps`` (default 64), ``reduce`` (as for checkpoint), ``call_overhead`` (seconds
-    per recomputed segment, default 2e-4), ``offload_margin`` (offload costs at least this
+    ``probe_steps`` (default 64: calls of ``probe_steps / 4`` and ``probe_steps`` steps are
+    timed), ``reduce`` (as for checkpoint), ``offload_margin`` (offload costs at least this
     fraction more than BPTT per step, default 0.05)."""
 
     def __init__(self, budget=None, candidates=CANDIDATES, probe_steps: int = 64,
-                 reduce: str | None = None, call_overhead: float = 2e-4,
-                 offload_margin: float = 0.05, **options):
+                 reduce: str | None = None, offload_margin: float = 0.05, **options):
         super().__init__(budget=budget, **options)
         unknown = [c for c in candidates if c not in CANDIDATES]
         if unknown:
@@ -99,43 +109,58 @@ class Auto(Strategy):
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
         self.candidates, self.probe_steps, self.reduce = tuple(candidates), probe_steps, reduce
-        self.call_overhead, self.offload_margin = call_overhead, offload_margin
+        self.offload_margin = offload_margin
         self.table: list[Candidate] = []
 
     # --- probe -----------------------------------------------------------------------------
     def probe(self, model, inputs, state) -> dict:
-        """Seconds per step: no graph (c_f), graph + backward (c_g), offload per tier."""
-        k = max(1, min(self.probe_steps, inp.length(inputs)))
+        """Seconds of one call over ``L`` steps as ``(a, b)`` for ``a + b * L``: no graph
+        ("f"), graph + backward ("g"), offload per tier ("offload_<tier>"); "k" = steps probed."""
+        T = inp.length(inputs)
+        k = max(1, min(self.probe_steps, T))
+        lengths = sorted({max(1, k // 4), k})
         params = [p for p in model.parameters() if p.requires_grad]
         dtype = params[0].dtype if params else torch.get_default_dtype()
-        xs = inp.window(model, inputs, 0, k, dtype)
+        xs = {L: inp.window(model, inputs, 0, L, dtype) for L in lengths}
 
-        def nograd():
+        def nograd(L):
             with torch.no_grad():
-                model.chunk(state, xs)
+                model.chunk(state, xs[L])
 
-        def graph():
+        def graph(L):
             with torch.enable_grad():
-                _, y = model.chunk(state_detach(state, True), xs)
+                _, y = model.chunk(state_detach(state, True), xs[L])
                 torch.autograd.grad(y.sum(), params, allow_unused=True)
 
-        fns = {"c_f": nograd, "c_g": graph}
+        fns = {"f": nograd, "g": graph}
         if "offload" in self.candidates:
             for tier in self._offload_tiers(model, inputs):
-                def off(tier=tier):
+                def off(L, tier=tier):
                     s = get("offload", tier=tier)
                     with torch.enable_grad():
-                        y = s.run(model, xs, state)
+                        y = s.run(model, xs[L], state)
                         torch.autograd.grad(y.sum(), params, allow_unused=True)
-                fns[f"c_offload_{tier}"] = off
-        best = {n: math.inf for n in fns}
+                fns[f"offload_{tier}"] = off
+        for fn in fns.values():  # warm-up (first-call compilation, allocator)
+            fn(lengths[0])
+        best = {(n, L): math.inf for n in fns for L in lengths}
         for _ in range(3):  # interleaved, best of 3: robust to other jobs on the machine
             for n, fn in fns.items():
-                best[n] = min(best[n], _timed(fn, 1))
-        out = {"k": k, **{n: v / k for n, v in best.items()}}
+                for L in lengths:
+                    best[n, L] = min(best[n, L], _timed(lambda: fn(L), 1))
+        out = {"k": k}
+        for n in fns:
+            if len(lengths) == 1:
+                out[n] = (0.0, best[n, k] / k)
+            else:
+                (l1, l2) = lengths
+                b = max(0.0, (best[n, l2] - best[n, l1]) / (l2 - l1))
+                out[n] = (max(0.0, best[n, l2] - b * l2), b)
         for n in list(out):  # offload does BPTT's work plus packing and copies: never cheaper
-            if n.startswith("c_offload_"):
-                out[n] = max(out[n], out["c_g"] * (1 + self.offload_margin))
+            if n.startswith("offload_"):
+                a, b = out[n]
+                out[n] = (max(a, out["g"][0]), max(b, out["g"][1] * (1 + self.offload_margin)))
+        out["c_f"], out["c_g"] = out["f"][1], out["g"][1]  # per-step figures (plan command)
         return out
 
     @staticmethod
@@ -160,20 +185,20 @@ class Auto(Strategy):
             if name == "bptt":
                 saved.measure([min(T, 512)])
                 need = {"device": saved(T)}
-                rows.append(Candidate("bptt", {}, "keep everything", need, est_s=T * pr["c_g"]))
+                a, b = pr["g"]
+                rows.append(Candidate("bptt", {}, "keep everything", need, est_s=a + b * T))
             elif name == "offload":
                 for tier in self._offload_tiers(model, inputs):
                     s = get("offload", tier=tier)
                     need = {"device": 0, tier: s.predict(model, inputs, state)}
+                    a, b = pr[f"offload_{tier}"]
                     rows.append(Candidate("offload", {"tier": tier}, f"offload(tier={tier})", need,
-                                          est_s=T * pr[f"c_offload_{tier}"]))
+                                          est_s=-(-T // s.chunk_steps) * a + b * T))
             else:
                 for opts in self._variants(name, T):
                     s = get(name, budget=self.budget, **opts)
                     plan = s._plan_exact(T, S, saved, device)
-                    rec = simulate(plan)
-                    segs = len(plan.bounds) - 1
-                    est = T * pr["c_g"] + rec * pr["c_f"] + 2 * segs * self.call_overhead
+                    rec, est = simulate(plan, pr, s.chunk_steps)
                     rows.append(Candidate(name, {**opts, **self._plan_options(name, plan)}, plan.desc,
                                           plan.need, est_s=est, recomputed=rec))
         for c in rows:

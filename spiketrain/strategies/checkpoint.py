@@ -51,8 +51,10 @@ def uniform_peak(T: int, seg: int, S: int, saved: SavedModel) -> int:
 
 @register("checkpoint")
 class Checkpoint(ScheduledStrategy):
-    """Segment checkpointing. ``segment``: steps per segment (default ``ceil(sqrt(T))``, or
-    under a device budget the largest segment up to that which fits)."""
+    """Segment checkpointing. ``segment``: steps per segment (default ``ceil(sqrt(T))``, longer
+    - ``ceil(sqrt(T * S / s))``, the segment with the smallest device peak - when the state
+    ``S`` outweighs the bytes ``s`` saved per step; under a device budget the largest segment
+    up to that which fits)."""
 
     def __init__(self, segment: int | None = None, **options):
         super().__init__(**options)
@@ -64,7 +66,10 @@ class Checkpoint(ScheduledStrategy):
     def choose_segment(self, T: int, S: int, saved: SavedModel) -> int:
         if self.segment is not None:
             return min(self.segment, T)
-        seg = max(1, math.ceil(math.sqrt(T)))
+        # sqrt(T), or longer where a state outweighs a step's saved bytes (the RSNN's backward
+        # keeps bits per step but a float state): sqrt(T S / s) minimises k S + saved(T / k)
+        seg = min(T, max(1, math.ceil(math.sqrt(T)),
+                         math.ceil(math.sqrt(T * S / max(1, saved.per_step)))))
         cap = self.budget.get("device")
         if cap is None or uniform_peak(T, seg, S, saved) <= cap:
             return seg
