@@ -87,20 +87,20 @@ def simulate(plan, cost=None, chunk_steps: int = 512):
 def _timed(fn, repeats=3) -> float:
     best = math.inf
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: steadier than wall time on a shared machine
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return best
 
 
 @register("auto")
 class Auto(Strategy):
     """Pick the fastest strategy that fits ``budget``. Options: ``candidates`` (names),
-    ``probe_steps`` (default 64: calls of ``probe_steps / 4`` and ``probe_steps`` steps are
+    ``probe_steps`` (default 128: calls of ``probe_steps / 4`` and ``probe_steps`` steps are
     timed), ``reduce`` (as for checkpoint), ``offload_margin`` (offload costs at least this
     fraction more than BPTT per step, default 0.05)."""
 
-    def __init__(self, budget=None, candidates=CANDIDATES, probe_steps: int = 64,
+    def __init__(self, budget=None, candidates=CANDIDATES, probe_steps: int = 128,
                  reduce: str | None = None, offload_margin: float = 0.05, **options):
         super().__init__(budget=budget, **options)
         unknown = [c for c in candidates if c not in CANDIDATES]

@@ -33,8 +33,8 @@ class Double(ScheduledStrategy):
     """Two-level checkpointing. ``period``: steps between coarse (slow-tier) checkpoints;
     ``fine``: steps per fine segment; ``fine_slots``: fine checkpoints kept in ``device``
     (default: all of a period); ``slow``: "disk" or "host" (default: host on CUDA, else disk).
-    Defaults: ``fine = ceil(sqrt(T))`` (under a device budget the longest fine segment that
-    fits) and ``period = fine`` when the slow tier holds ``T / fine`` states (no period
+    Defaults: ``fine`` = checkpoint's default segment (under a device budget the longest
+    fine segment that fits) and ``period = fine`` when the slow tier holds ``T / fine`` states (no period
     recomputation: fewest recomputed steps), else ``period = fine * ceil(T^(1/4))`` or the
     nearest that fits the slow-tier budget."""
 
@@ -60,7 +60,8 @@ class Double(ScheduledStrategy):
         """(fine steps q, blocks per period P, fine slots) fitting the budget."""
         dev_cap = self.budget.get("device")
         slow_cap = self.budget.get(slow)
-        q0 = max(1, math.ceil(math.sqrt(T)))      # fine segments as long as checkpoint's
+        # fine segments as long as checkpoint's default segment
+        q0 = min(T, max(1, math.ceil(math.sqrt(T)), math.ceil(math.sqrt(T * S / max(1, saved.per_step)))))
         root = max(2, math.ceil(T ** 0.25))          # blocks per period
         qs = [self.fine] if self.fine else sorted({max(1, q0 >> k) for k in range(0, 20)}, reverse=True)
         if not self.period and not self.fine_slots:

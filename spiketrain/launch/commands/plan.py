@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="override a config value by dotted key, e.g. --set data.T=100000")
     p.add_argument("--rate", type=float, default=0.02,
                    help="input spike rate of the probe batch (default 0.02)")
-    p.add_argument("--probe-steps", type=int, default=64, help="steps timed per probe (default 64)")
+    p.add_argument("--probe-steps", type=int, default=128, help="steps timed per probe (default 128)")
     return p
 
 
