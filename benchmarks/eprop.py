@@ -109,6 +109,16 @@ def one(variant: str, T: int, B: int, repeats: int, chunk: int) -> dict:
     else:
         strat = st.strategies.get("eprop", chunk=chunk,
                                   factorise=True if variant == "eprop-fact" else "auto")
+    # warm-up on 2 steps (fresh strategy instance): loads the compiled kernels (numba's
+    # code loading costs ~100 MiB of RSS once per process) outside the measured step
+    xw, yw = _inputs(2, B, seed=3), y[:2]
+    if variant == "bptt":
+        w = sum(_step_ce(o, l) for o, l in zip(st.unroll(model, xw.dense()).unbind(0), yw.unbind(0)))
+    else:
+        w = st.unroll(model, xw, st.strategies.get("eprop", chunk=chunk, factorise=strat.factorise),
+                      step_loss=_step_ce, targets=yw)
+    w.backward()
+    del w
     wall, cpu, extra = [], [], 0
     for r in range(repeats):
         model.zero_grad(set_to_none=True)
@@ -148,19 +158,32 @@ def cosines(T: int, B: int, layers: int, neuron: str, surrogate: str) -> list[tu
             for (n, _), a, b in zip(model.named_parameters(), gb, ge)]
 
 
-def _child(args, variant: str, T: int) -> dict | None:
+def _run(args, variant: str, T: int, repeats: int, fixed_malloc: bool) -> dict | None:
     cmd = [sys.executable, __file__, "--one", variant, str(T), "--B", str(args.B),
-           "--repeats", str(args.repeats if T <= 1000 else 1), "--chunk", str(args.chunk),
-           "--threads", str(args.threads)]
-    # glibc's dynamic mmap threshold would keep freed chunk buffers in the heap, so peak RSS
-    # would drift with the number of chunks; fixed thresholds return them to the OS and the
-    # RSS then tracks live tensors (same setting for both strategies).
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="262144", MALLOC_TRIM_THRESHOLD_="262144")
+           "--repeats", str(repeats), "--chunk", str(args.chunk), "--threads", str(args.threads)]
+    env = dict(os.environ)
+    if fixed_malloc:
+        # glibc's dynamic mmap threshold would keep freed chunk buffers in the heap, so peak
+        # RSS would drift with the number of chunks; fixed thresholds return them to the OS
+        # and the RSS then tracks live tensors (same setting for every variant). It also
+        # makes every large allocation fresh pages, so times come from a separate run with
+        # the default allocator, as a user would run.
+        env.update(MALLOC_MMAP_THRESHOLD_="262144", MALLOC_TRIM_THRESHOLD_="262144")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         print(f"  {variant} T={T} failed: {p.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _child(args, variant: str, T: int) -> dict | None:
+    """Memory from one step with fixed malloc thresholds; time from ``--repeats`` steps (one
+    above T = 1,000) with the default allocator; each in a fresh process."""
+    mem = _run(args, variant, T, 1, True)
+    tim = _run(args, variant, T, args.repeats if T <= 1000 else 1, False)
+    if mem is None or tim is None:
+        return None
+    return dict(tim, extra=mem["extra"], report=mem["report"])
 
 
 def main(argv=None) -> int:

@@ -83,6 +83,57 @@ def sweep(A, c, L, delta, rho, lam0, Phi):
 
 
 @nb.njit(cache=True)
+def sweep2(A, c, L, delta, rho, lam0, Phi):
+    """:func:`sweep` for ``R = 2``: one fused loop per step over a block of neurons."""
+    K, R, _, N = A.shape
+    st = np.zeros((6, _BLOCK), A.dtype)  # rows (lam, Phi_v, Phi_e) x components (v, e)
+    for n0 in range(0, N, _BLOCK):
+        nb_ = min(N, n0 + _BLOCK) - n0
+        n1 = n0 + nb_
+        l00, l01, l10, l11, l20, l21 = st[0], st[1], st[2], st[3], st[4], st[5]
+        for n in range(nb_):
+            l00[n] = 0.0
+            l01[n] = 0.0
+            l10[n] = 1.0
+            l11[n] = 0.0
+            l20[n] = 0.0
+            l21[n] = 1.0
+        for s in range(K - 1, -1, -1):
+            ls = L[s, n0:n1]
+            c0 = c[s, 0, n0:n1]
+            c1 = c[s, 1, n0:n1]
+            a00 = A[s, 0, 0, n0:n1]
+            a01 = A[s, 0, 1, n0:n1]
+            a10 = A[s, 1, 0, n0:n1]
+            a11 = A[s, 1, 1, n0:n1]
+            de = delta[s, n0:n1]
+            r0 = rho[s, 0, n0:n1]
+            r1 = rho[s, 1, n0:n1]
+            for n in range(nb_):
+                x0 = l00[n]
+                x1 = l01[n] + ls[n]
+                y0 = l10[n]
+                y1 = l11[n]
+                w0 = l20[n]
+                w1 = l21[n]
+                de[n] = x0 * c0[n] + x1 * c1[n]
+                r0[n] = y0 * c0[n] + y1 * c1[n]
+                r1[n] = w0 * c0[n] + w1 * c1[n]
+                l00[n] = x0 * a00[n] + x1 * a10[n]
+                l01[n] = x0 * a01[n] + x1 * a11[n]
+                l10[n] = y0 * a00[n] + y1 * a10[n]
+                l11[n] = y0 * a01[n] + y1 * a11[n]
+                l20[n] = w0 * a00[n] + w1 * a10[n]
+                l21[n] = w0 * a01[n] + w1 * a11[n]
+        lam0[0, n0:n1] = l00[:nb_]
+        lam0[1, n0:n1] = l01[:nb_]
+        Phi[0, 0, n0:n1] = l10[:nb_]
+        Phi[0, 1, n0:n1] = l11[:nb_]
+        Phi[1, 0, n0:n1] = l20[:nb_]
+        Phi[1, 1, n0:n1] = l21[:nb_]
+
+
+@nb.njit(cache=True)
 def events(q):
     """Nonzeros of ``q [K, B, n]`` grouped by presynaptic unit ``(b, j)``, in time order:
     ``ptr [B*n+1]`` (offsets), ``steps``, ``vals``."""
@@ -324,7 +375,7 @@ def leaky(x, kappa, y0, out):
 
 @nb.njit(cache=True)
 def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, alif, rho_a,
-              adapt, sg_kind, sg_scale, kappa, z_out, z_prev, A, c, h_rec, cur_rec):
+              adapt, sg_kind, sg_scale, kappa, z_out, z_prev, A, c, h_rec, cur_rec, consts):
     """LIF/ALIF layer over a chunk (the ops of ``LIFLayer``/``ALIFLayer.dynamics``) and its
     reduced per-neuron Jacobians.
 
@@ -336,7 +387,9 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
     with ``e_z = dz/dv e_v + dz/da e_a``, ``ebar`` is ``e_z`` filtered by ``kappa``.
     If ``h_rec [K, 2, B, H]`` / ``cur_rec [K, B, H]`` are not empty, the previous ``(v, a)``
     and the input current of every step are recorded there (for checking).
-    Branches are hoisted out of the neuron loops so that those loops vectorise.
+    ``consts`` False: the constant entries of ``A``/``c`` are already in place (buffers
+    reused from the previous chunk). Branches are hoisted out of the neuron loops so that
+    those loops vectorise.
     """
     K, B, H = i_in.shape
     record = cur_rec.shape[0] > 0
@@ -377,7 +430,13 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
                     h_rec[s, 0, b, i] = vb[i]
                     h_rec[s, 1, b, i] = ab[i]
                     cur_rec[s, b, i] = cur[i]
-            if alif:
+            lif_sub = subtract and not alif
+            if lif_sub:  # the common case in one loop
+                for i in range(H):
+                    vn = beta * vb[i] + cur[i] - theta * zpo[i]
+                    vb[i] = vn
+                    x[i] = (vn - theta) / theta
+            elif alif:
                 for i in range(H):
                     an = rho_a * ab[i] + zpo[i]
                     ab[i] = an
@@ -385,7 +444,9 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
             else:
                 for i in range(H):
                     thr[i] = theta
-            if subtract:
+            if lif_sub:
+                pass
+            elif subtract:
                 for i in range(H):
                     zp = zpo[i]
                     vb[i] = beta * vb[i] + cur[i] - thr[i] * zp
@@ -398,8 +459,9 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
                     avz[i] = -beta * vb[i]
                     vb[i] = beta * vb[i] * (1.0 - zp) + cur[i]
                     avv[i] = beta * (1.0 - zp)
-            for i in range(H):
-                x[i] = (vb[i] - thr[i]) / theta
+            if not lif_sub:
+                for i in range(H):
+                    x[i] = (vb[i] - thr[i]) / theta
             if sg_kind == 0:
                 for i in range(H):
                     d = 1.0 + sg_scale * abs(x[i])
@@ -450,6 +512,18 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
                     c1[i] = 0.0
                     c2[i] = p[i]
                     pb[i] = p[i]
+            elif lif_sub:
+                for i in range(H):
+                    d = beta - theta * pb[i]
+                    a00[i] = d
+                    a10[i] = p[i] * d
+                    c1[i] = p[i]
+                    pb[i] = p[i]
+                if consts:
+                    for i in range(H):
+                        a01[i] = 0.0
+                        a11[i] = kappa
+                        c0[i] = 1.0
             else:
                 for i in range(H):
                     d = avv[i] + avz[i] * pb[i]

@@ -194,7 +194,8 @@ class CompiledLayer:
         i_in = input_current(layer, pre).contiguous()
         K, B, H = i_in.shape
         R = self.C
-        if getattr(self, "_K", None) != K:  # buffers reused chunk after chunk
+        consts = getattr(self, "_K", None) != K
+        if consts:  # buffers reused chunk after chunk
             self._K = K
             self.z_out = i_in.new_empty(K, B, H)
             self.z_prev = i_in.new_empty(K, B, H)
@@ -210,7 +211,7 @@ class CompiledLayer:
             layer.reset == "subtract", self.alif, float(getattr(layer, "rho", 0.0)),
             float(getattr(layer, "adapt", 0.0)), kind, scale, self.kappa, self.z_out.numpy(),
             self.z_prev.numpy(), self.A.numpy(), self.c.numpy(), self.h_rec.numpy(),
-            self.cur_rec.numpy())
+            self.cur_rec.numpy(), consts)
         return self.z_out
 
     def system(self, L: Tensor, verify: bool) -> ChunkSystem:

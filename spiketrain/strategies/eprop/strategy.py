@@ -114,6 +114,7 @@ class EProp(Strategy):
         self.logits = None
         self._verified: set = set()
         self._vmap_ok = None  # step_loss evaluated for all steps of a chunk at once
+        self._pool: list = []  # trace buffers kept between calls (see release())
 
     # ------------------------------------------------------------------ planning
     def need_bytes(self, model, B: int, n_in: int, itemsize: int = 4, T: int | None = None) -> int:
@@ -132,6 +133,10 @@ class EProp(Strategy):
             n_pre = H
         return total
 
+    def release(self) -> None:
+        """Drop the trace buffers kept between calls."""
+        self._pool = []
+
     # ------------------------------------------------------------------ running
     def _engines(self, model, hs, kappa, device):
         out = []
@@ -142,14 +147,13 @@ class EProp(Strategy):
                 out.append(GenericLayer(layer, h, kappa, self.factorise))
         return out
 
-    @staticmethod
-    def _traces(eng, B: int, dtype, device):
+    def _traces(self, eng, B: int, dtype, device):
         layer = eng.layer
         H = layer.w_in.shape[0]
         pres = [layer.w_in.shape[1]] + ([H] if eng.rec_w else [])
         if eng.factorised:
-            return [FactorisedTrace(B, H, eng.C - 1, n, dtype, device) for n in pres]
-        return [SynapseTrace(B, H, eng.R, n, dtype, device) for n in pres]
+            return [FactorisedTrace(B, H, eng.C - 1, n, dtype, device, self._pool) for n in pres]
+        return [SynapseTrace(B, H, eng.R, n, dtype, device, self._pool) for n in pres]
 
     def run(self, model, inputs, state=None):
         if self.step_loss is None or self.targets is None:
@@ -261,6 +265,8 @@ class EProp(Strategy):
                              "trace_bytes": sum(t.nbytes_held() for ts in traces for t in ts),
                              "compiled": [isinstance(e, CompiledLayer) for e in engines]}
         self.final_state = tuple(e.state() for e in engines) + (o,)
+        # keep the large trace buffers for the next call (a training loop reuses them)
+        self._pool = [t.u if isinstance(t, SynapseTrace) else t.ebar for ts in traces for t in ts]
         return _EPropLoss.apply(grads, total, *params)
 
     def _losses(self, oc: Tensor, y, verify: bool = False) -> tuple[Tensor, Tensor]:

@@ -47,10 +47,21 @@ class ChunkSystem:
         self.rho = A.new_empty(K, R, B, H)
         self.lam0 = A.new_empty(R, B, H)
         self.Phi = A.new_empty(R, R, B, H)
-        kernels.sweep(A.view(K, R, R, B * H).numpy(), c.view(K, R, B * H).numpy(),
-                      L.view(K, B * H).numpy(), self.delta.view(K, B * H).numpy(),
-                      self.rho.view(K, R, B * H).numpy(), self.lam0.view(R, B * H).numpy(),
-                      self.Phi.view(R, R, B * H).numpy())
+        fn = kernels.sweep2 if R == 2 else kernels.sweep
+        fn(A.view(K, R, R, B * H).numpy(), c.view(K, R, B * H).numpy(),
+           L.view(K, B * H).numpy(), self.delta.view(K, B * H).numpy(),
+           self.rho.view(K, R, B * H).numpy(), self.lam0.view(R, B * H).numpy(),
+           self.Phi.view(R, R, B * H).numpy())
+
+
+def _zeros(pool, shape, dtype, device) -> Tensor:
+    """A zero tensor, reusing a buffer from ``pool`` (a list of tensors kept by the strategy
+    between calls: no fresh pages for the large traces at every training step)."""
+    if pool is not None:
+        for i, t in enumerate(pool):
+            if t.shape == shape and t.dtype == dtype and t.device == device:
+                return pool.pop(i).zero_()
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 class Pre:
@@ -107,9 +118,9 @@ class SynapseTrace:
 
     sparse_below = 0.1
 
-    def __init__(self, B: int, H: int, R: int, n_pre: int, dtype, device):
+    def __init__(self, B: int, H: int, R: int, n_pre: int, dtype, device, pool=None):
         self.B, self.H, self.R, self.n_pre = B, H, R, n_pre
-        self.u = torch.zeros(B, R, n_pre, H, dtype=dtype, device=device)
+        self.u = _zeros(pool, (B, R, n_pre, H), dtype, device)
         self.grad_t = torch.zeros(n_pre, H, dtype=dtype, device=device)
 
     @property
@@ -157,10 +168,10 @@ class FactorisedTrace:
 
     sparse_below = SynapseTrace.sparse_below
 
-    def __init__(self, B: int, H: int, P: int, n_pre: int, dtype, device):
+    def __init__(self, B: int, H: int, P: int, n_pre: int, dtype, device, pool=None):
         self.B, self.H, self.P, self.n_pre = B, H, P, n_pre
         self.xbar = torch.zeros(B, P, n_pre, dtype=dtype, device=device)
-        self.ebar = torch.zeros(B, n_pre, H, dtype=dtype, device=device)
+        self.ebar = _zeros(pool, (B, n_pre, H), dtype, device)
         self.grad_t = torch.zeros(n_pre, H, dtype=dtype, device=device)
 
     grad = SynapseTrace.grad
