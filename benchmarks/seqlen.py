@@ -14,6 +14,7 @@ model's readout): ``[T, B, 20]`` float outputs alone are 2.4 GiB at T = 1,000,00
     python benchmarks/seqlen.py --T 1000 3000 10000 30000 100000 --repeats 3
     python benchmarks/seqlen.py --one double 1000000 --reduce max     # one run, JSON line
     python benchmarks/seqlen.py --longest 1GiB           # longest T per strategy in 1 GiB
+    python benchmarks/seqlen.py --side 10000 --strategies bptt checkpoint double --repeats 5
     python benchmarks/seqlen.py --auto --T 1000 3000 --budgets 1MiB 4MiB 64MiB
 
 Numbers are medians of ``--repeats`` training steps (forward + backward + SGD step); the
@@ -141,6 +142,14 @@ def one(name: str, T: int, repeats: int, reduce: str | None, opts: dict) -> dict
         x = src.materialize()  # one SparseSpikes, built before the clock starts
     else:
         x = src  # generated per block on demand (its CPU time is reported as gen_s)
+    # warm-up on 128 steps: compiles the kernels (numba) outside the timed steps
+    xw = PoissonSource(128, seed=1)
+    xw = xw.dense() if name.startswith("tuc_") else xw.materialize()
+    yw = tuc_unroll(model, xw, name == "tuc_reentrant") if name.startswith("tuc_") else \
+        st.unroll(model, xw, strategy=name, **opts)
+    model.logits(yw).sum().backward()
+    model.zero_grad(set_to_none=True)
+    del xw, yw
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times, cpu, gen, rep = [], [], [], None
     for _ in range(repeats):
@@ -233,7 +242,7 @@ def sweep(Ts, repeats, names, timeout):
             if name == "revolve":
                 opts = {"block": max(1, T // 200)}
             reduce = "max" if T > MATERIALIZE_MAX_T and strat in ("checkpoint", "revolve", "double") else None
-            r = run_child(strat, T, repeats if T < 10_000 else 1, reduce=reduce, opts=opts,
+            r = run_child(strat, T, repeats if T <= 10_000 else 1, reduce=reduce, opts=opts,
                           timeout=timeout)
             r["strategy"] = name
             rows.append(r)
@@ -254,6 +263,48 @@ def sweep(Ts, repeats, names, timeout):
                   f"{format_size(r['rss_extra']):>9s} {r['recomputed'] if r['recomputed'] is not None else '-':>8}",
                   flush=True)
     return rows
+
+
+def side_by_side(T: int, names, repeats: int):
+    """Time ratios measured side by side: one process, the same input, repeats interleaved
+    (bptt, a, b, ..., bptt, a, b, ...), median wall and CPU seconds per training step."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    model = make_model()
+    x = PoissonSource(T).materialize()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    target = torch.arange(BATCH) % N_OUT
+    runs = []
+    for name in names:
+        strat, opts = name, {}
+        if name.startswith("offload_"):
+            strat, opts = "offload", {"tier": name.split("_")[1]}
+        if name == "revolve":
+            opts = {"block": max(1, T // 200)}
+        runs.append((name, strat, opts))
+    wall = {n: [] for n, _, _ in runs}
+    cpu = {n: [] for n, _, _ in runs}
+    peaks = {}
+    for r in range(repeats + 1):  # the first round warms up (kernel compilation)
+        for name, strat, opts in runs:
+            t, c = time.perf_counter(), time.process_time()
+            y = st.unroll(model, x, strategy=strat, **opts)
+            loss = torch.nn.functional.cross_entropy(model.logits(y), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if r:
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+            peaks[name] = st.last_report().peak_bytes
+            del y, loss
+    print(f"side by side at T={T:,}, {repeats} interleaved repeats (medians; per-repeat CPU s in [])")
+    print(f"{'strategy':14s} {'s/step':>7s} {'x bptt':>7s} {'cpu s':>7s} {'cpu x':>6s}  "
+          f"{'peak per tier':34s} cpu s per repeat")
+    b_w, b_c = statistics.median(wall[names[0]]), statistics.median(cpu[names[0]])
+    for name, _, _ in runs:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"{name:14s} {w:7.2f} {w / b_w:7.2f} {c:7.2f} {c / b_c:6.2f}  {fmt_peaks(peaks[name]):34s} "
+              f"[{' '.join(f'{v:.2f}' for v in cpu[name])}]", flush=True)
 
 
 def longest(budget: str):
@@ -357,6 +408,8 @@ def main(argv=None):
     ap.add_argument("--reduce", default=None)
     ap.add_argument("--longest", metavar="BUDGET")
     ap.add_argument("--auto", action="store_true")
+    ap.add_argument("--side", type=int, metavar="T",
+                    help="time ratios side by side in one process at this T (first strategy = base)")
     ap.add_argument("--budgets", nargs="+", default=["1MiB", "4MiB", "64MiB"])
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per (strategy, T) run")
     a = ap.parse_args(argv)
@@ -368,6 +421,9 @@ def main(argv=None):
         return 0
     if a.auto:
         auto_grid(a.T, a.budgets, a.repeats)
+        return 0
+    if a.side:
+        side_by_side(a.side, a.strategies, a.repeats)
         return 0
     sweep(a.T, a.repeats, a.strategies, a.timeout)
     return 0
