@@ -100,12 +100,26 @@ class GenericLayer:
         self.h = tuple(t.detach() for t in h)
         self.C = len(self.h)
         self.rec_w = getattr(layer, "w_rec", None) is not None
-        self.factorise = factorise  # "auto" | True | False, resolved on the first chunk
-        self.factorised: bool | None = None
+        self.factorise = factorise  # "auto" | True | False
+        self.first = True
+        # decided before the first chunk (so the traces can be allocated up front) from the
+        # Jacobians at random states; confirmed on every chunk
+        B, H = self.h[-1].shape
+        self.factorised = factorise is not False and probe_factorisable(
+            layer, B, H, self.h[-1].dtype, self.h[-1].device)
+        if factorise is True and not self.factorised:
+            self._refuse()
+
+    def _refuse(self):
+        raise NotFactorisableError(
+            f"eprop factorise=True: the trace of {type(self.layer).__name__} does not "
+            f"factorise (its spike feeds back into its state, or the state's Jacobian "
+            f"differs between neurons); use factorise='auto' or False")
 
     def forward(self, pre: Pre, record: bool = False) -> Tensor:
         """Run over the chunk ``pre.q [K, B, n]``; returns spikes ``[K, B, H]``."""
         layer, h = self.layer, self.h
+        self.h_prev = self.cur = self.z = self.z_prev = self.c_z = None  # drop the previous chunk's records
         with torch.no_grad():
             i_in = input_current(layer, pre)
             h_prev = [[] for _ in h]
@@ -129,21 +143,17 @@ class GenericLayer:
         A, c = neuron_jacobians(self.layer, self.h_prev, self.cur)
         if verify:
             check_diagonal(self.layer, self.h_prev, self.cur, A, c)
-        if self.factorised is None:
-            K, _, B, H = c.shape
-            want = self.factorise
-            ok = want is not False and factorisable(A, c) and probe_factorisable(
-                self.layer, B, H, A.dtype, A.device)
-            if want is True and not ok:
+        self.changed = False
+        if self.factorised and not factorisable(A, c):
+            if self.first and self.factorise == "auto":
+                self.factorised, self.changed = False, True  # no trace touched yet
+            elif self.factorise is True and self.first:
+                self._refuse()
+            else:
                 raise NotFactorisableError(
-                    f"eprop factorise=True: the trace of {type(self.layer).__name__} does not "
-                    f"factorise (its spike feeds back into its state, or the state's Jacobian "
-                    f"differs between neurons); use factorise='auto' or False")
-            self.factorised = ok
-        elif self.factorised and not factorisable(A, c):
-            raise NotFactorisableError(
-                f"eprop: the Jacobians of {type(self.layer).__name__} lost the factorised "
-                f"structure found on the first chunk; pass factorise=False for this model")
+                    f"eprop: the Jacobians of {type(self.layer).__name__} lost the factorised "
+                    f"structure found on the first chunk; pass factorise=False for this model")
+        self.first = False
         self.c_z = c[:, -1]
         Ah, ch = factorised_system(A, c, self.kappa) if self.factorised else \
             full_system(A, c, self.kappa)

@@ -178,7 +178,7 @@ class EProp(Strategy):
         layers = list(model.layers)
         kappa = float(model.kappa)
         engines = self._engines(model, hs, kappa, device)
-        traces: list = [None] * len(layers)
+        traces = [self._traces(e, B, dtype, device) for e in engines]  # up front: flat in T
         w_out = model.w_out.detach()
         g_out = torch.zeros_like(w_out)
         g_b = torch.zeros_like(model.b_out)
@@ -234,7 +234,7 @@ class EProp(Strategy):
             for k in range(len(layers) - 1, -1, -1):
                 eng = engines[k]
                 sys = eng.system(L, verify)
-                if traces[k] is None:
+                if getattr(eng, "changed", False):  # first chunk overruled the probe
                     traces[k] = self._traces(eng, B, dtype, device)
                 traces[k][0].step_chunk(sys, pre[k], first, last)
                 if len(traces[k]) > 1:
@@ -242,6 +242,7 @@ class EProp(Strategy):
                 if k > 0:  # same-step path z^{k-1}_t -> I^k_t -> z^k_t
                     L = (L * eng.c_z) @ layers[k].w_in.detach()
                 del sys
+            del pre, L, zb, drive, g, gf, x, z_top, q  # nothing of this chunk outlives it
             if verify:
                 self._verified.add(key)
             verify = False
