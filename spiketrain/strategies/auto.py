@@ -10,6 +10,7 @@ gives the bytes per tier; walking its schedule prices every action:
 
     Forward of L steps kept for backward:  a_g + b_g * L
     Forward of L steps without graph:      ceil(L / chunk_steps) * a_f + b_f * L
+    a state written to or read from the slow tier: 1 ns per byte
     bptt: a_g + b_g * T;   offload: ceil(T / chunk) * a_o + b_o * T
 
 ``rank(model, inputs)`` returns the table (``spiketrain plan`` prints it); ``run`` trains
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from checkpoint_schedules import EndForward, EndReverse, Forward
+from checkpoint_schedules import Copy, EndForward, EndReverse, Forward, Move, StorageType
 
 from ..hardware.units import format_size
 from ..models.base import state_detach, state_nbytes
@@ -54,10 +55,14 @@ class Candidate:
         return f"{self.name:10s} {'yes' if self.fits else 'no':4s} {est}  {self.recomputed:>10,d}  {need:32s} {self.desc}"
 
 
-def simulate(plan, cost=None, chunk_steps: int = 512):
+def simulate(plan, cost=None, chunk_steps: int = 512, state_bytes: int = 0,
+             slow_s_per_byte: float = 1e-9):
     """Recomputed steps of a plan's schedule, counted without running it; with ``cost``
-    ({"f": (a, b), "g": (a, b)}, see the module docstring) also its estimated seconds:
-    returns ``(recomputed, seconds)``."""
+    ({"f": (a, b), "g": (a, b)}, see the module docstring) also its estimated seconds,
+    including ``slow_s_per_byte`` for every state written to or read from a tier other than
+    ``device``: returns ``(recomputed, seconds)``."""
+    slow = {st for st, tier in plan.storage.items() if tier != "device"}
+    io = state_bytes * slow_s_per_byte
     sched = plan.schedule()
     it = iter(sched)
     bounds, nb = plan.bounds, len(plan.bounds) - 1
@@ -70,6 +75,8 @@ def simulate(plan, cost=None, chunk_steps: int = 512):
             if phase == "reverse":
                 rec += L
             if cost is not None:
+                if a.write_ics and a.storage in slow:
+                    sec += io
                 if a.write_adj_deps:
                     sec += cost["g"][0] + cost["g"][1] * L
                 else:
@@ -77,6 +84,8 @@ def simulate(plan, cost=None, chunk_steps: int = 512):
             if pending and n1 >= nb:
                 sched.finalize(nb)
                 pending = False
+        elif isinstance(a, (Copy, Move)) and a.from_storage in slow and a.to_storage != StorageType.NONE:
+            sec += io
         elif isinstance(a, EndForward):
             phase = "reverse"
         elif isinstance(a, EndReverse):
@@ -198,7 +207,7 @@ class Auto(Strategy):
                 for opts in self._variants(name, T):
                     s = get(name, budget=self.budget, **opts)
                     plan = s._plan_exact(T, S, saved, device)
-                    rec, est = simulate(plan, pr, s.chunk_steps)
+                    rec, est = simulate(plan, pr, s.chunk_steps, S)
                     rows.append(Candidate(name, {**opts, **self._plan_options(name, plan)}, plan.desc,
                                           plan.need, est_s=est, recomputed=rec))
         for c in rows:
