@@ -3,7 +3,7 @@ batch 32, input spike rate 2 %), beside torch.utils.checkpoint (reentrant, non-r
 
 Every (strategy, T) runs in a fresh subprocess so its peak RSS is its own. Inputs are a
 seeded Poisson spike train generated per 100-step block as sparse indices: up to
-T = 100,000 it is built whole as one SparseSpikes before the clock starts (the same input
+T = 30,000 it is built whole as one SparseSpikes before the clock starts (the same input
 for every strategy, bptt included; torch.utils.checkpoint gets its dense form); beyond, it
 is generated block by block on demand (a T = 1,000,000 train at 2 % is 450 M spikes, too
 big to hold in any form within 2 GiB) and the CPU time spent generating is reported as
@@ -42,7 +42,7 @@ from spiketrain.hardware.spikes import SparseSpikes  # noqa: E402
 from spiketrain.models import RSNN  # noqa: E402
 
 N_IN, HIDDEN, N_OUT, BATCH, RATE = 700, 256, 20, 32, 0.02
-MATERIALIZE_MAX_T = 100_000  # up to here the input is one SparseSpikes (10.7 MB per 1000 steps)
+MATERIALIZE_MAX_T = 30_000  # up to here the input is one SparseSpikes (10.7 MB per 1000 steps)
 
 
 class PoissonSource:

@@ -2,7 +2,7 @@
 
 Probe (a few dozen steps): bytes of the state, bytes autograd saves per step (exact, for
 the segment lengths each plan uses), and the seconds of one ``model.chunk`` call over ``L``
-steps, fitted as ``a + b * L`` from two lengths (``a``: the per-call cost - kernel set-up,
+steps, fitted as ``a + b * L`` from three lengths (``a``: the per-call cost - kernel set-up,
 Python, autograd - that makes many short segments slower than few long ones): without
 graph (``f``), with graph plus backward (``g``), and under ``offload`` to each slow tier
 (``o``, per chunk). Each candidate's plan (the strategy's own planner under the budget)
@@ -105,7 +105,7 @@ def _timed(fn, repeats=3) -> float:
 @register("auto")
 class Auto(Strategy):
     """Pick the fastest strategy that fits ``budget``. Options: ``candidates`` (names),
-    ``probe_steps`` (default 128: calls of ``probe_steps / 4`` and ``probe_steps`` steps are
+    ``probe_steps`` (default 128: calls of 1/8, 3/8 and all of ``probe_steps`` steps are
     timed), ``reduce`` (as for checkpoint), ``offload_margin`` (offload costs at least this
     fraction more than BPTT per step, default 0.05)."""
 
@@ -127,7 +127,7 @@ class Auto(Strategy):
         ("f"), graph + backward ("g"), offload per tier ("offload_<tier>"); "k" = steps probed."""
         T = inp.length(inputs)
         k = max(1, min(self.probe_steps, T))
-        lengths = sorted({max(1, k // 4), k})
+        lengths = sorted({max(1, k // 8), max(1, (3 * k) // 8), k})
         params = [p for p in model.parameters() if p.requires_grad]
         dtype = params[0].dtype if params else torch.get_default_dtype()
         xs = {L: inp.window(model, inputs, 0, L, dtype) for L in lengths}
@@ -153,18 +153,20 @@ class Auto(Strategy):
         for fn in fns.values():  # warm-up (first-call compilation, allocator)
             fn(lengths[0])
         best = {(n, L): math.inf for n in fns for L in lengths}
-        for _ in range(3):  # interleaved, best of 3: robust to other jobs on the machine
+        for _ in range(5):  # interleaved, best of 5: robust to other jobs on the machine
             for n, fn in fns.items():
                 for L in lengths:
                     best[n, L] = min(best[n, L], _timed(lambda: fn(L), 1))
         out = {"k": k}
-        for n in fns:
+        for n in fns:  # least-squares line through (L, seconds)
             if len(lengths) == 1:
                 out[n] = (0.0, best[n, k] / k)
-            else:
-                (l1, l2) = lengths
-                b = max(0.0, (best[n, l2] - best[n, l1]) / (l2 - l1))
-                out[n] = (max(0.0, best[n, l2] - b * l2), b)
+                continue
+            ys = [best[n, L] for L in lengths]
+            mx, my = sum(lengths) / len(lengths), sum(ys) / len(ys)
+            b = sum((L - mx) * (y - my) for L, y in zip(lengths, ys)) / sum((L - mx) ** 2 for L in lengths)
+            b = max(b, 0.0)
+            out[n] = (max(0.0, my - b * mx), b)
         for n in list(out):  # offload does BPTT's work plus packing and copies: never cheaper
             if n.startswith("offload_"):
                 a, b = out[n]
