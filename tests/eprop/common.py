@@ -15,7 +15,8 @@ def make_model(neuron="lif", recurrent=False, layers=1, dtype=torch.float64, see
     torch.manual_seed(seed)
     if neuron in ("syn", "detach"):
         cls = SynLayer if neuron == "syn" else DetachLIF
-        m = st.models.RSNN(n_in=n_in, hidden=hidden, n_out=n_out, recurrent=recurrent, layers=layers)
+        m = st.models.RSNN(n_in=n_in, hidden=hidden, n_out=n_out, recurrent=recurrent,
+                           layers=layers)
         sizes = [n_in] + [hidden] * layers
         m.layers = torch.nn.ModuleList(cls(a, b, recurrent=recurrent)
                                        for a, b in zip(sizes[:-1], sizes[1:]))

@@ -1,7 +1,9 @@
-"""A neuron defined only for the e-prop tests: current-based LIF with a saturating synapse.
+"""Neurons defined only for the e-prop tests.
 
-State ``(i, v, z)``: ``i_t = alpha i_{t-1} + I_t``, ``v_t = beta v_{t-1} + 2 tanh(i_t) - theta z_{t-1}``,
+SynLayer, a current-based LIF with a saturating synapse. State ``(i, v, z)``:
+``i_t = alpha i_{t-1} + I_t``, ``v_t = beta v_{t-1} + 2 tanh(i_t) - theta z_{t-1}``,
 ``z_t = spike(v_t - theta)``. Nonlinear in the current and three components with cross terms.
+DetachLIF, a LIF whose reset carries no gradient: its e-prop input trace factorises.
 """
 import math
 

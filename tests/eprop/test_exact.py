@@ -3,6 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import spiketrain as st
+
 from .common import bptt_grads, eprop_grads, make_data, make_model
 
 
@@ -99,3 +101,20 @@ def test_recurrent_weights_at_zero_are_exact(neuron, data):
     _, gb = bptt_grads(model, x, y)
     _, ge = eprop_grads(model, x, y)
     _assert_equal(gb, ge)
+
+
+@pytest.mark.parametrize("neuron,reset", [("lif", "subtract"), ("lif", "zero"),
+                                          ("alif", "subtract"), ("alif", "zero")])
+def test_compiled_equals_automatic_jacobians(neuron, reset, data):
+    """The compiled LIF/ALIF kernel (spike trace eliminated) and the autograd path (every
+    component's trace) give the same e-prop gradients, recurrent weights included."""
+    x, y = data
+    model = make_model(neuron, recurrent=True)
+    for layer in model.layers:
+        layer.reset = reset
+    _, fast = eprop_grads(model, x, y, chunk=16)
+    assert st.last_report().notes["compiled"] == [True]
+    _, auto = eprop_grads(model, x, y, chunk=16, compiled=False)
+    assert st.last_report().notes["compiled"] == [False]
+    for name in auto:
+        torch.testing.assert_close(fast[name], auto[name], rtol=1e-9, atol=1e-12)

@@ -6,7 +6,6 @@ import spiketrain as st
 from spiketrain.strategies.eprop import NotDiagonalError
 
 from .common import make_model, step_ce
-from .eprop_neurons import SynLayer
 
 
 def test_needs_online_loss(data):

@@ -119,7 +119,8 @@ class GenericLayer:
     def forward(self, pre: Pre, record: bool = False) -> Tensor:
         """Run over the chunk ``pre.q [K, B, n]``; returns spikes ``[K, B, H]``."""
         layer, h = self.layer, self.h
-        self.h_prev = self.cur = self.z = self.z_prev = self.c_z = None  # drop the previous chunk's records
+        # drop the previous chunk's records before making this chunk's
+        self.h_prev = self.cur = self.z = self.z_prev = self.c_z = None
         with torch.no_grad():
             i_in = input_current(layer, pre)
             h_prev = [[] for _ in h]
