@@ -403,6 +403,17 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
     x = np.empty(H, dt)
     p = np.empty(H, dt)
     ad = adapt if alif else 0.0
+    # constants in the arrays' precision (float32 arithmetic stays float32 and vectorises)
+    one = i_in.dtype.type(1.0)
+    zero = i_in.dtype.type(0.0)
+    k_s = i_in.dtype.type(sg_scale)
+    k_0 = i_in.dtype.type(sg_scale / (2.0 * theta))
+    k_1 = i_in.dtype.type(1.0 / theta)
+    k_2 = i_in.dtype.type(math.pi * sg_scale / 2.0)
+    k_3 = i_in.dtype.type(sg_scale / theta)
+    inv_theta = i_in.dtype.type(1.0 / theta)
+    beta_ = i_in.dtype.type(beta)
+    theta_ = i_in.dtype.type(theta)
     for s in range(K):
         for b in range(B):
             zb = z[b]
@@ -433,9 +444,9 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
             lif_sub = subtract and not alif
             if lif_sub:  # the common case in one loop
                 for i in range(H):
-                    vn = beta * vb[i] + cur[i] - theta * zpo[i]
+                    vn = beta_ * vb[i] + cur[i] - theta_ * zpo[i]
                     vb[i] = vn
-                    x[i] = (vn - theta) / theta
+                    x[i] = (vn - theta_) * inv_theta
             elif alif:
                 for i in range(H):
                     an = rho_a * ab[i] + zpo[i]
@@ -461,25 +472,25 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
                     avv[i] = beta * (1.0 - zp)
             if not lif_sub:
                 for i in range(H):
-                    x[i] = (vb[i] - thr[i]) / theta
+                    x[i] = (vb[i] - thr[i]) * inv_theta
             if sg_kind == 0:
                 for i in range(H):
-                    d = 1.0 + sg_scale * abs(x[i])
-                    p[i] = sg_scale / (2.0 * d * d) / theta
+                    d = one + k_s * abs(x[i])
+                    p[i] = k_0 / (d * d)
             elif sg_kind == 1:
                 for i in range(H):
-                    d = 1.0 + sg_scale * abs(x[i])
-                    p[i] = 1.0 / (d * d) / theta
+                    d = one + k_s * abs(x[i])
+                    p[i] = k_1 / (d * d)
             elif sg_kind == 2:
                 for i in range(H):
-                    y = math.pi * sg_scale * x[i] / 2.0
-                    p[i] = sg_scale / (2.0 * (1.0 + y * y)) / theta
+                    y = k_2 * x[i]
+                    p[i] = k_0 / (one + y * y)
             else:
                 for i in range(H):
-                    p[i] = sg_scale * max(0.0, 1.0 - abs(x[i])) / theta
+                    p[i] = k_3 * max(zero, one - abs(x[i]))
             zo = z_out[s, b]
             for i in range(H):
-                zo[i] = 1.0 if x[i] > 0.0 else 0.0
+                zo[i] = one if x[i] > zero else zero
                 zb[i] = zo[i]
             a00 = A[s, 0, 0, b]
             a01 = A[s, 0, 1, b]
@@ -514,7 +525,7 @@ def lif_chunk(i_in, w_rec_t, recurrent, v, a, z, psi, beta, theta, subtract, ali
                     pb[i] = p[i]
             elif lif_sub:
                 for i in range(H):
-                    d = beta - theta * pb[i]
+                    d = beta_ - theta_ * pb[i]
                     a00[i] = d
                     a10[i] = p[i] * d
                     c1[i] = p[i]
