@@ -16,6 +16,12 @@ Gradients:
   trace is filtered by the readout decay ``kappa``, which accounts exactly for the readout's
   memory. For one layer without recurrent weights this *is* the BPTT gradient.
 - lower layers get ``L`` through the same-step path ``z^l_t -> I^{l+1}_t -> z^{l+1}_t``.
+
+Per chunk of ``chunk`` steps: each layer runs forward (:mod:`.layers`: compiled for
+``LIFLayer``/``ALIFLayer``, the layer's ``dynamics`` plus autograd Jacobians otherwise), the
+readout and losses give the learning signals, and per layer one backward sweep over the
+chunk's per-neuron matrices and one pass over each per-synapse trace (:mod:`.traces`,
+:mod:`.kernels`) add the chunk's gradient. CPU only (compiled with numba).
 """
 from __future__ import annotations
 
@@ -60,7 +66,8 @@ def _readout(model):
 
 def check_model(model) -> None:
     """Raise a clear error unless e-prop supports ``model`` (layers + leaky readout)."""
-    missing = [a for a in ("layers", "w_out", "b_out", "kappa", "init_state") if not hasattr(model, a)]
+    missing = [a for a in ("layers", "w_out", "b_out", "kappa", "init_state")
+               if not hasattr(model, a)]
     if missing:
         raise TypeError(f"eprop supports models made of per-neuron layers and a leaky readout "
                         f"(like spiketrain.models.RSNN); {type(model).__name__} lacks "
@@ -123,7 +130,8 @@ class EProp(Strategy):
         K = self.chunk if T is None else max(1, min(self.chunk, T))
         for layer in model.layers:
             H, C = layer.w_in.shape[0], len(layer.state_names)
-            R = C + 1  # worst case (generic layer, not factorised)
+            # compiled LIF/ALIF: C components; otherwise at most C + 1 (not factorised)
+            R = C if self._compiles(layer, model.w_out.device) else C + 1
             pres = [n_pre] + ([H] if getattr(layer, "w_rec", None) is not None else [])
             total += sum(SynapseTrace.nbytes(B, H, R, n, itemsize) + H * n * itemsize
                          for n in pres)
@@ -138,10 +146,14 @@ class EProp(Strategy):
         self._pool = []
 
     # ------------------------------------------------------------------ running
+    def _compiles(self, layer, device) -> bool:
+        return self.compiled and self.factorise is not True and \
+            CompiledLayer.supports(layer, device)
+
     def _engines(self, model, hs, kappa, device):
         out = []
         for layer, h in zip(model.layers, hs):
-            if self.compiled and self.factorise is not True and CompiledLayer.supports(layer, device):
+            if self._compiles(layer, device):
                 out.append(CompiledLayer(layer, h, kappa))
             else:
                 out.append(GenericLayer(layer, h, kappa, self.factorise))
@@ -299,7 +311,8 @@ class EProp(Strategy):
             for o_t, y_t in zip(leaf.unbind(0), ys):
                 l_t = self.step_loss(o_t, y_t)
                 if not isinstance(l_t, Tensor) or l_t.numel() != 1:
-                    raise ValueError("eprop step_loss(o_t, y_t) must return a scalar tensor per step")
+                    raise ValueError("eprop step_loss(o_t, y_t) must return a scalar tensor "
+                                     "per step")
                 total = total + l_t.reshape(())
             if not total.requires_grad:
                 raise ValueError("eprop step_loss does not depend on the model output o_t")
