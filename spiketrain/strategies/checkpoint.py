@@ -35,6 +35,18 @@ def segment_schedule(nb: int):
     yield EndReverse()
 
 
+MAX_DEFAULT_SEGMENT = 1024  # longer segments save no call overhead and lose cache locality
+
+
+def default_segment(T: int, S: int, saved: SavedModel) -> int:
+    """``ceil(sqrt(T))``, or longer where a state outweighs a step's saved bytes (the RSNN's
+    backward keeps bits per step but a float state): ``sqrt(T S / s)`` minimises
+    ``k S + saved(T / k)``, capped at :data:`MAX_DEFAULT_SEGMENT` steps."""
+    root = max(1, math.ceil(math.sqrt(T)))
+    balanced = math.ceil(math.sqrt(T * S / max(1, saved.per_step)))
+    return min(T, max(root, min(balanced, MAX_DEFAULT_SEGMENT)))
+
+
 def segment_peak(bounds: list[int], S: int, saved: SavedModel) -> int:
     """Device-tier peak of :func:`segment_schedule` (see module docstring)."""
     return max(k * S + saved(bounds[k + 1] - bounds[k]) for k in range(len(bounds) - 1))
@@ -52,9 +64,9 @@ def uniform_peak(T: int, seg: int, S: int, saved: SavedModel) -> int:
 @register("checkpoint")
 class Checkpoint(ScheduledStrategy):
     """Segment checkpointing. ``segment``: steps per segment (default ``ceil(sqrt(T))``, longer
-    - ``ceil(sqrt(T * S / s))``, the segment with the smallest device peak - when the state
-    ``S`` outweighs the bytes ``s`` saved per step; under a device budget the largest segment
-    up to that which fits)."""
+    - ``ceil(sqrt(T * S / s))``, the segment with the smallest device peak, at most 1024 - when
+    the state ``S`` outweighs the bytes ``s`` saved per step; under a device budget the largest
+    segment up to that which fits)."""
 
     def __init__(self, segment: int | None = None, **options):
         super().__init__(**options)
@@ -66,10 +78,7 @@ class Checkpoint(ScheduledStrategy):
     def choose_segment(self, T: int, S: int, saved: SavedModel) -> int:
         if self.segment is not None:
             return min(self.segment, T)
-        # sqrt(T), or longer where a state outweighs a step's saved bytes (the RSNN's backward
-        # keeps bits per step but a float state): sqrt(T S / s) minimises k S + saved(T / k)
-        seg = min(T, max(1, math.ceil(math.sqrt(T)),
-                         math.ceil(math.sqrt(T * S / max(1, saved.per_step)))))
+        seg = default_segment(T, S, saved)
         cap = self.budget.get("device")
         if cap is None or uniform_peak(T, seg, S, saved) <= cap:
             return seg

@@ -22,7 +22,7 @@ import math
 from checkpoint_schedules import StorageType, TwoLevelCheckpointSchedule
 
 from ..hardware.units import format_size
-from .checkpoint import segment_schedule
+from .checkpoint import default_segment, segment_schedule
 from .executor import block_bounds
 from .registry import register
 from .scheduled import Plan, ScheduledStrategy
@@ -60,8 +60,7 @@ class Double(ScheduledStrategy):
         """(fine steps q, blocks per period P, fine slots) fitting the budget."""
         dev_cap = self.budget.get("device")
         slow_cap = self.budget.get(slow)
-        # fine segments as long as checkpoint's default segment
-        q0 = min(T, max(1, math.ceil(math.sqrt(T)), math.ceil(math.sqrt(T * S / max(1, saved.per_step)))))
+        q0 = default_segment(T, S, saved)  # fine segments as long as checkpoint's
         root = max(2, math.ceil(T ** 0.25))          # blocks per period
         qs = [self.fine] if self.fine else sorted({max(1, q0 >> k) for k in range(0, 20)}, reverse=True)
         if not self.period and not self.fine_slots:
