@@ -11,6 +11,8 @@ gives the bytes per tier; walking its schedule prices every action:
     Forward of L steps kept for backward:  a_g + b_g * L
     Forward of L steps without graph:      ceil(L / chunk_steps) * a_f + b_f * L
     a state written to or read from the slow tier: 1 ns per byte
+    each segment backpropagated: the executor's own overhead (measured: a one-level
+    ``double`` over the probe window in 8 segments, minus what the lines above predict)
     bptt: a_g + b_g * T;   offload: ceil(T / chunk) * a_o + b_o * T
 
 ``rank(model, inputs)`` returns the table (``spiketrain plan`` prints it); ``run`` trains
@@ -23,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from checkpoint_schedules import Copy, EndForward, EndReverse, Forward, Move, StorageType
+from checkpoint_schedules import Copy, EndForward, EndReverse, Forward, Move, Reverse, StorageType
 
 from ..hardware.units import format_size
 from ..models.base import state_detach, state_nbytes
@@ -84,6 +86,9 @@ def simulate(plan, cost=None, chunk_steps: int = 512, state_bytes: int = 0,
             if pending and n1 >= nb:
                 sched.finalize(nb)
                 pending = False
+        elif isinstance(a, Reverse):
+            if cost is not None:
+                sec += cost.get("seg", 0.0)
         elif isinstance(a, (Copy, Move)) and a.from_storage in slow and a.to_storage != StorageType.NONE:
             sec += io
         elif isinstance(a, EndForward):
@@ -172,7 +177,28 @@ class Auto(Strategy):
                 a, b = out[n]
                 out[n] = (max(a, out["g"][0]), max(b, out["g"][1] * (1 + self.offload_margin)))
         out["c_f"], out["c_g"] = out["f"][1], out["g"][1]  # per-step figures (plan command)
+        out["seg"] = 0.0
+        if k >= 16 and any(c in self.candidates for c in ("checkpoint", "revolve", "double")):
+            out["seg"] = self._executor_overhead(model, xs[k], state, params, out)
         return out
+
+    def _executor_overhead(self, model, xs, state, params, cost) -> float:
+        """Seconds per segment the schedule executor adds to the model's own calls (planning,
+        tier transfers, checks, autograd set-up): a one-level ``double`` over the probe window
+        in 8 segments, timed (best of 5) minus what the call model predicts for its schedule."""
+        seg = max(1, inp.length(xs) // 8)
+        s = get("double", period=seg, fine=seg)
+
+        def run():
+            with torch.enable_grad():
+                y = s.run(model, xs, state)
+                torch.autograd.grad(y.sum(), params, allow_unused=True)
+
+        run()
+        t = min(_timed(run, 1) for _ in range(5))
+        plan = s.make_plan(model, xs, state)
+        _, pred = simulate(plan, {**cost, "seg": 0.0}, s.chunk_steps, state_nbytes(state))
+        return max(0.0, (t - pred) / max(1, len(plan.bounds) - 1))
 
     @staticmethod
     def _offload_tiers(model, inputs):
