@@ -118,3 +118,17 @@ def test_compiled_equals_automatic_jacobians(neuron, reset, data):
     assert st.last_report().notes["compiled"] == [False]
     for name in auto:
         torch.testing.assert_close(fast[name], auto[name], rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_input_with_duplicate_spikes(data):
+    """A spike listed twice counts once (as SparseSpikes densifies it)."""
+    spikes = pytest.importorskip("spiketrain.hardware.spikes")
+    x, y = data
+    sp = spikes.SparseSpikes.from_dense(x)
+    dup = spikes.SparseSpikes(torch.cat([sp.times, sp.times]), torch.cat([sp.batch, sp.batch]),
+                              torch.cat([sp.units, sp.units]), sp.shape)
+    model = make_model("alif", recurrent=True)
+    _, dense = eprop_grads(model, x, y, chunk=16)
+    _, got = eprop_grads(model, dup, y, chunk=16)
+    for name in dense:
+        torch.testing.assert_close(got[name], dense[name], rtol=1e-12, atol=1e-14)
