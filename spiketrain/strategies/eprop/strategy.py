@@ -21,7 +21,9 @@ Per chunk of ``chunk`` steps: each layer runs forward (:mod:`.layers`: compiled 
 ``LIFLayer``/``ALIFLayer``, the layer's ``dynamics`` plus autograd Jacobians otherwise), the
 readout and losses give the learning signals, and per layer one backward sweep over the
 chunk's per-neuron matrices and one pass over each per-synapse trace (:mod:`.traces`,
-:mod:`.kernels`) add the chunk's gradient. CPU only (compiled with numba).
+:mod:`.kernels`) add the chunk's gradient, compiled with numba. A model off the CPU, or any
+model with ``SPIKETRAIN_KERNELS=torch``, runs the same computation in plain PyTorch ops
+(:mod:`.eager`).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from torch import Tensor
 
 from ..base import Strategy
 from ..registry import register
-from . import kernels
+from . import eager, kernels
 from .layers import CompiledLayer, GenericLayer
 from .traces import FactorisedTrace, Pre, SynapseTrace
 
@@ -101,9 +103,11 @@ class EProp(Strategy):
         model and strategy instance, so a training loop pays it on its first batch).
     factorise: ``"auto"`` (default) keeps the factorised trace (presynaptic trace times a
         per-neuron factor, see :class:`.traces.FactorisedTrace`) for every layer whose
-        Jacobians allow it; ``True`` requires it; ``False`` never uses it.
+        Jacobians allow it; ``True`` requires it; ``False`` never uses it. The eager path
+        never factorises: there ``"auto"``/``False`` are the same and ``True`` is refused.
     compiled: run ``LIFLayer``/``ALIFLayer`` through the compiled kernel (default True);
-        False differentiates their ``dynamics`` like any custom neuron.
+        False differentiates their ``dynamics`` like any custom neuron. Ignored on the eager
+        path (which always differentiates ``dynamics``).
     """
 
     online = True
@@ -128,6 +132,8 @@ class EProp(Strategy):
         """Bytes the traces and one chunk's buffers hold (independent of T beyond one chunk)."""
         total, n_pre = 0, n_in
         K = self.chunk if T is None else max(1, min(self.chunk, T))
+        if eager.wanted(model.w_out.device):
+            return eager.need_bytes(model, B, n_in, itemsize, K)
         for layer in model.layers:
             H, C = layer.w_in.shape[0], len(layer.state_names)
             # compiled LIF/ALIF: C components; otherwise at most C + 1 (not factorised)
@@ -178,9 +184,8 @@ class EProp(Strategy):
                              f"got {len(self.targets)}; repeat a label over time for per-step loss")
         dtype = model.w_out.dtype
         device = model.w_out.device
-        if device.type != "cpu":
-            raise ValueError(f"eprop runs on CPU (compiled trace kernels); the model is on "
-                             f"{device}. Move it with model.cpu() or use strategy='bptt'")
+        if eager.wanted(device):  # off the CPU or SPIKETRAIN_KERNELS=torch: plain PyTorch ops
+            return eager.run(self, model, inputs, state)
         need = self.need_bytes(model, B, int(inputs.shape[2]), torch.finfo(dtype).bits // 8, T)
         self.check_budget({"device": need})
         if state is None:
@@ -276,7 +281,8 @@ class EProp(Strategy):
                              "exact": len(layers) == 1 and len(traces[0]) == 1,
                              "factorised": [bool(e.factorised) for e in engines],
                              "trace_bytes": sum(t.nbytes_held() for ts in traces for t in ts),
-                             "compiled": [isinstance(e, CompiledLayer) for e in engines]}
+                             "compiled": [isinstance(e, CompiledLayer) for e in engines],
+                             "eager": False}
         self.final_state = tuple(e.state() for e in engines) + (o,)
         # keep the large trace buffers for the next call (a training loop reuses them)
         self._pool = [t.u if isinstance(t, SynapseTrace) else t.ebar for ts in traces for t in ts]
