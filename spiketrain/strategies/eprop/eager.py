@@ -23,7 +23,7 @@ from .jacobian import check_diagonal, neuron_jacobians
 
 
 def wanted(device: torch.device) -> bool:
-    """True when e-prop must run eagerly: ``device`` is not the CPU or ``SPIKETRAIN_KERNELS=torch``."""
+    """True when e-prop runs eagerly: ``device`` is not the CPU, or ``SPIKETRAIN_KERNELS=torch``."""
     return torch.device(device).type != "cpu" or os.environ.get(ENV, "") == "torch"
 
 
