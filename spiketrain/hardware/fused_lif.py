@@ -168,6 +168,7 @@ class _FusedLayer(torch.autograd.Function):
         ctx.n_starts = len(starts) if starts else 0
         ck_t = [t for st in (starts or []) for t in st if t is not None]
         store = SpikeStore(spikes, storage)
+        inp._wt = inp._wt_key = None  # the forward's transposed weight copy: not kept for backward
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
         ctx.storage = storage
         # backward rebuilds block-start states from v0/a0 and the spikes
