@@ -87,7 +87,7 @@ def run(strat, model, inputs, state=None):
     """e-prop over ``inputs [T, B, n_in]`` for ``strat`` (an :class:`.strategy.EProp` whose
     online loss, model and targets are already checked); returns the summed loss whose
     backward hands out the gradients, and fills ``strat.report`` like the compiled path."""
-    from .strategy import _EPropLoss  # the strategy module imports this one
+    from .strategy import _EPropLoss, _param_grads  # the strategy module imports this one
 
     if strat.factorise is True:
         raise ValueError("eprop factorise=True needs the compiled CPU trace kernels, which do "
@@ -181,15 +181,7 @@ def run(strat, model, inputs, state=None):
     if getattr(model, "readout", None) == "mean":
         logit = logit / T
     strat.logits = logit
-    params, grads = [], []
-    for layer, ts in zip(layers, traces):
-        params.append(layer.w_in)
-        grads.append(ts[0].grad)
-        if len(ts) > 1:
-            params.append(layer.w_rec)
-            grads.append(ts[1].grad)
-    params += [model.w_out, model.b_out]
-    grads += [g_out, g_b]
+    params, grads = _param_grads(model, layers, traces, g_out, g_b)
     held = sum((0 if t.u is None else t.u.nbytes) + t.grad_t.nbytes
                + (0 if t._spare is None else t._spare.nbytes) for ts in traces for t in ts)
     strat.report.steps = T

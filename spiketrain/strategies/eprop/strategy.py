@@ -54,6 +54,19 @@ class _EPropLoss(torch.autograd.Function):
         return (None, None) + tuple(None if gr is None else g * gr for gr in ctx.grads)
 
 
+def _param_grads(model, layers, traces, g_out: Tensor, g_b: Tensor):
+    """Parameters and their accumulated e-prop gradients, in ``_EPropLoss`` order: per layer
+    ``w_in`` (trace 0) and ``w_rec`` (trace 1, if recurrent), then the readout ``w_out, b_out``."""
+    params, grads = [], []
+    for layer, ts in zip(layers, traces):
+        params.append(layer.w_in)
+        grads.append(ts[0].grad)
+        if len(ts) > 1:
+            params.append(layer.w_rec)
+            grads.append(ts[1].grad)
+    return params + [model.w_out, model.b_out], grads + [g_out, g_b]
+
+
 def _segment(inputs, t0: int, t1: int, dtype) -> Pre:
     if isinstance(inputs, Tensor):
         return Pre(inputs.detach()[t0:t1].to(dtype))
@@ -266,15 +279,7 @@ class EProp(Strategy):
         if getattr(model, "readout", None) == "mean":
             logit = logit / T
         self.logits = logit
-        params, grads = [], []
-        for layer, ts in zip(layers, traces):
-            params.append(layer.w_in)
-            grads.append(ts[0].grad)
-            if len(ts) > 1:
-                params.append(layer.w_rec)
-                grads.append(ts[1].grad)
-        params += [model.w_out, model.b_out]
-        grads += [g_out, g_b]
+        params, grads = _param_grads(model, layers, traces, g_out, g_b)
         self.report.steps = T
         self.report.peak_bytes = {"device": need}
         self.report.notes = {"chunk": self.chunk,
