@@ -1,7 +1,4 @@
 """DistributedDataParallel (gloo, 2 processes) over a strategy == one process on the whole batch."""
-import os
-import socket
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -19,10 +16,10 @@ def _loss(y):
     return (y ** 2).mean(dim=(0, 2)).mean() + y.max(0).values.mean()
 
 
-def _worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, world, store, out):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # rendezvous through a file: no TCP port to pick (a picked free port can be taken before use)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         model, x = make("alif2", T, B=B)
         ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -38,15 +35,9 @@ def _worker(rank, world, port, out):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_match_single_process(tmp_path):
     out = str(tmp_path / "grads.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), out), nprocs=2, join=True)
     got = torch.load(out)
     model, x = make("alif2", T, B=B)
     _loss(st.unroll(model, x, strategy="bptt")).backward()
