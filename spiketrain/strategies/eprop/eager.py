@@ -87,7 +87,7 @@ def run(strat, model, inputs, state=None):
     """e-prop over ``inputs [T, B, n_in]`` for ``strat`` (an :class:`.strategy.EProp` whose
     online loss, model and targets are already checked); returns the summed loss whose
     backward hands out the gradients, and fills ``strat.report`` like the compiled path."""
-    from .strategy import _EPropLoss, _param_grads  # the strategy module imports this one
+    from .strategy import _EPropLoss, _check_structure, _param_grads  # strategy imports this module
 
     if strat.factorise is True:
         raise ValueError("eprop factorise=True needs the compiled CPU trace kernels, which do "
@@ -143,10 +143,8 @@ def run(strat, model, inputs, state=None):
                 o = readout(o, z_t)
                 os_.append(o)
             oc = torch.stack(os_)
-        if verify and not torch.allclose(oc[0], o_ref, rtol=1e-4, atol=1e-5):
-            raise TypeError(f"eprop: {type(model).__name__}.step does not match the "
-                            f"layers + leaky readout structure e-prop assumes; use "
-                            f"strategy='bptt' for this model")
+        if verify:
+            _check_structure(model, oc[0], o_ref)
         # ---- per-step losses and their gradient [K, B, n_out] wrt the readout
         loss_c, g = strat._losses(oc, y, verify)
         total = total + loss_c

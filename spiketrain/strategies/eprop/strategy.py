@@ -67,6 +67,15 @@ def _param_grads(model, layers, traces, g_out: Tensor, g_b: Tensor):
     return params + [model.w_out, model.b_out], grads + [g_out, g_b]
 
 
+def _check_structure(model, o_first: Tensor, o_ref: Tensor) -> None:
+    """Refuse a model whose own ``step`` disagrees (first step's readout ``[B, n_out]``) with
+    the layers + leaky readout structure e-prop assumes."""
+    if not torch.allclose(o_first, o_ref, rtol=1e-4, atol=1e-5):
+        raise TypeError(f"eprop: {type(model).__name__}.step does not match the "
+                        f"layers + leaky readout structure e-prop assumes; use "
+                        f"strategy='bptt' for this model")
+
+
 def _segment(inputs, t0: int, t1: int, dtype) -> Pre:
     if isinstance(inputs, Tensor):
         return Pre(inputs.detach()[t0:t1].to(dtype))
@@ -240,10 +249,8 @@ class EProp(Strategy):
                 kernels.leaky(drive.view(K, -1).numpy(), kap, o.reshape(-1).contiguous().numpy(),
                               oc.view(K, -1).numpy())
                 o = oc[-1].clone()
-            if verify and not torch.allclose(oc[0], o_ref, rtol=1e-4, atol=1e-5):
-                raise TypeError(f"eprop: {type(model).__name__}.step does not match the "
-                                f"layers + leaky readout structure e-prop assumes; use "
-                                f"strategy='bptt' for this model")
+            if verify:
+                _check_structure(model, oc[0], o_ref)
             # ---- per-step losses and their gradient wrt the readout
             loss_c, g = self._losses(oc, y, verify)
             total = total + loss_c
