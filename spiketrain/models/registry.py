@@ -1,7 +1,6 @@
 """Model registry: plug models in by name or by ``"package.module:Class"`` path."""
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 _MODELS: dict[str, type] = {}
@@ -23,20 +22,14 @@ def available() -> list[str]:
 
 
 def resolve(name_or_path: str) -> type:
-    """A registered name, or ``"package.module:Class"`` (also ``package.module.Class``)."""
+    """A registered name, or ``"package.module:Class"`` (also ``package.module.Class``) naming
+    a :class:`~spiketrain.models.RecurrentModel` subclass (anything else is refused)."""
     if name_or_path in _MODELS:
         return _MODELS[name_or_path]
     if ":" in name_or_path or "." in name_or_path:
-        mod, _, attr = name_or_path.partition(":") if ":" in name_or_path else name_or_path.rpartition(".")
-        try:
-            module = importlib.import_module(mod)
-        except ImportError as e:
-            raise ValueError(f"cannot import model module {mod!r} ({e}); check the class path "
-                             f"and that the package is on PYTHONPATH") from None
-        try:
-            return getattr(module, attr)
-        except AttributeError:
-            raise ValueError(f"module {mod!r} has no class {attr!r}") from None
+        from ..classpath import import_class
+        from .base import RecurrentModel
+        return import_class(name_or_path, RecurrentModel, "model")
     raise ValueError(f"unknown model {name_or_path!r}; registered: {available()}, "
                      f"or give a class path like 'mypkg.cells:MyCell'")
 
