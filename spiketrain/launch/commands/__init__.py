@@ -7,4 +7,6 @@ COMMANDS = [
     "status",
     "logs",
     "plan",
+    "calibrate",
+    "estimate",
 ]
