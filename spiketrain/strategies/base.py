@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 from torch import Tensor
 
@@ -31,6 +31,15 @@ class Report:
                 f" moved={format_size(self.bytes_moved)}" + (f" schedule={self.schedule}" if self.schedule else ""))
 
 
+class OnlineResult(NamedTuple):
+    """What an online strategy (e-prop) returns for one call: ``loss``, the summed per-step
+    loss whose ``backward()`` delivers the strategy's gradients, and ``readout``, the running
+    readout reduced over time by the model (``[B, C]``, detached), or None."""
+
+    loss: Tensor
+    readout: Optional[Tensor] = None
+
+
 class BudgetError(RuntimeError):
     """A strategy's plan cannot fit its memory budget (raised before running)."""
 
@@ -52,7 +61,9 @@ class Strategy:
         self.report = Report(self.name)
 
     def run(self, model, inputs: Tensor, state=None):  # pragma: no cover - abstract
-        """Called by :func:`spiketrain.unroll` inside the model's forward."""
+        """Called by :func:`spiketrain.unroll` inside the model's forward. Online strategies
+        take the per-call ``step_loss`` and ``targets`` as keyword arguments and return an
+        :class:`OnlineResult`; nothing of a call is kept on the instance but its report."""
         raise NotImplementedError
 
     def check_budget(self, need: dict[str, int]) -> None:
