@@ -14,8 +14,13 @@ Mapping of spiketrain's words onto the IPU:
 - the training step is compiled by ``poptorch.trainingModel(module, options, optimizer)``,
   whose call runs forward, backward and the optimizer step on the IPU.
 
-The model runs its plain step ops there (``model.fused = False``): PopART differentiates
-the traced forward graph itself, so the CPU/GPU fused autograd node is not used.
+The model runs its plain step ops there (``model.set_fast_paths(False)``): PopART
+differentiates the traced forward graph itself, so the CPU/GPU fused autograd node is not used.
+
+The Trainer reaches the IPU through :meth:`IPUBackend.training_step`: it compiles one
+training step (forward under the configured memory strategy mapped to recomputation
+checkpoints and off-chip activations, the task's loss, backward, optimizer) and calls it for
+every batch instead of its own forward/backward/update.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..models.base import state_map
+from torch.utils import _pytree as pytree
+
 from .backends import Backend, _ram, disk_capacity, register_backend
 
 MISSING_POPTORCH = (
@@ -118,6 +124,41 @@ class IPUBackend(Backend):
         opts.useIpuModel(self.use_ipu_model)
         return opts
 
+    def plan(self, strategy) -> tuple[int | None, bool]:
+        """How a memory strategy maps onto the compiled step: ``(segment, off_chip)``.
+
+        ``segment`` is the number of steps between recomputation checkpoints (0: none, keep
+        every activation, as ``bptt``; None: ~sqrt(T)); ``off_chip`` places activations in
+        streaming memory (tier ``host``). Strategies say what they are through their options
+        (``segment``, ``tier``) and ``online``; an online strategy (e-prop) has no compiled
+        form and is refused.
+        """
+        if getattr(strategy, "online", False):
+            raise ValueError(f"strategy {strategy.name!r} keeps eligibility traces in its own "
+                             f"loop and has no compiled IPU form; use bptt, checkpoint, double, "
+                             f"revolve or offload with hardware: ipu")
+        name = getattr(strategy, "name", "bptt")
+        seg = getattr(strategy, "segment", None)
+        seg = int(seg) if isinstance(seg, int) and seg > 0 else None
+        if name == "bptt":
+            seg = 0
+        slow = getattr(strategy, "tier", None) in ("host", "disk") or name in ("offload", "double")
+        return seg, bool(self.activations_off_chip or slow)
+
+    def training_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, task, strategy):
+        """The Trainer's per-batch step on the IPU: ``step(inputs [T, B, ...], targets) ->
+        (loss, preds)``; compiled by poptorch on the first call."""
+        segment, off_chip = self.plan(strategy)
+        saved = self.activations_off_chip
+        self.activations_off_chip = off_chip
+        try:
+            compiled = self.poptorch.trainingModel(
+                IPUTrainStep(model, task, segment, self.poptorch.recomputationCheckpoint),
+                options=self.options(), optimizer=optimizer)
+        finally:
+            self.activations_off_chip = saved
+        return IPUStep(compiled, task, model)
+
     def training_model(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                        loss_fn: Callable[[Tensor, Tensor], Tensor], segment: int | None = None):
         """Compile ``model`` for training: calling the result with ``(inputs [T, B, ...],
@@ -130,24 +171,58 @@ class IPUBackend(Backend):
 
 class IPUTrainStep(nn.Module):
     """The module poptorch compiles: the model unrolled in segments with a recomputation
-    checkpoint on the state between segments, and the loss (poptorch needs it inside)."""
+    checkpoint on the state between segments, and the loss (poptorch needs it inside).
 
-    def __init__(self, model: nn.Module, loss_fn, segment: int | None, checkpoint):
+    ``loss``: a Task (its ``loss(model, outputs, targets)``) or a plain function
+    ``loss(logits_or_outputs, targets)``. ``segment``: steps between checkpoints (0: none;
+    None: ~sqrt(T)).
+    """
+
+    def __init__(self, model: nn.Module, loss, segment: int | None, checkpoint):
         super().__init__()
-        self.model, self.loss_fn, self.segment, self._checkpoint = model, loss_fn, segment, checkpoint
-        if hasattr(model, "fused"):
-            model.fused = False  # PopART differentiates the plain step ops
+        self.model, self.loss, self.segment, self._checkpoint = model, loss, segment, checkpoint
+        if callable(getattr(model, "set_fast_paths", None)):
+            model.set_fast_paths(False)  # PopART differentiates the plain step ops
+        elif hasattr(model, "fused"):
+            model.fused = False
 
-    def forward(self, inputs: Tensor, targets: Tensor):
+    def forward(self, inputs: Tensor, targets):
         T = inputs.shape[0]
-        seg = self.segment or max(1, int(math.ceil(math.sqrt(T))))
+        if self.segment == 0:
+            seg = T
+        else:
+            seg = self.segment or max(1, int(math.ceil(math.sqrt(T))))
         state = self.model.init_state(inputs.shape[1])
         outs = []
         for t0 in range(0, T, seg):
             if t0 > 0:
-                state = state_map(self._checkpoint, state)
+                state = pytree.tree_map(self._checkpoint, state)
             state, y = self.model.chunk(state, inputs[t0:t0 + seg])
             outs.append(y)
-        outputs = torch.cat(outs, 0)
+        outputs = torch.cat(outs, 0) if len(outs) > 1 else outs[0]
+        if hasattr(self.loss, "loss") and hasattr(self.loss, "predict"):   # a Task
+            return outputs, self.loss.loss(self.model, outputs, targets)
         logits = self.model.logits(outputs) if hasattr(self.model, "logits") else outputs
-        return outputs, self.loss_fn(logits, targets)
+        return outputs, self.loss(logits, targets)
+
+
+class IPUStep:
+    """Callable the Trainer uses per batch: runs the compiled step and returns
+    ``(loss, preds)``; :meth:`sync` copies the weights back to the host model (before a
+    snapshot or an evaluation)."""
+
+    def __init__(self, compiled, task, model: nn.Module):
+        self.compiled, self.task, self.model = compiled, task, model
+
+    def __call__(self, inputs, targets):
+        if not isinstance(inputs, Tensor):   # a sparse spike train: the IPU streams dense
+            inputs = inputs.dense()
+        outputs, loss = self.compiled(inputs, targets)
+        with torch.no_grad():
+            preds = self.task.predict(self.model, outputs.detach())
+        return loss.detach(), preds
+
+    def sync(self) -> None:
+        copy = getattr(self.compiled, "copyWeightsToHost", None)
+        if callable(copy):
+            copy()

@@ -7,9 +7,9 @@ from . import double  # noqa: F401  (registers "double")
 from . import offload  # noqa: F401  (registers "offload")
 from . import auto  # noqa: F401  (registers "auto")
 from . import eprop  # noqa: F401  (registers "eprop")
-from .base import BudgetError, Report, Strategy
-from .registry import available, get, register
-from .unroll import last_report, unroll
+from .base import BudgetError, OnlineResult, Report, Strategy
+from .registry import available, get, register, registered, resolve
+from .unroll import last_report, unroll, unroll_online
 
-__all__ = ["BudgetError", "Report", "Strategy", "available", "get", "register", "last_report",
-           "unroll"]
+__all__ = ["BudgetError", "OnlineResult", "Report", "Strategy", "available", "get", "register",
+           "registered", "resolve", "last_report", "unroll", "unroll_online"]

@@ -59,21 +59,48 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return pq.read_table(p).to_pylist()
 
 
-def format_row(row: dict, epochs: int | None = None) -> str:
-    """One summary line for an epoch row."""
-    def pct(x):
-        return "  n/a " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
+_PERCENT = ("acc", "map", "map50", "map75")
 
+
+def _fmt_metric(name: str, x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return " n/a"
+    return f"{100 * x:5.1f}%" if name in _PERCENT else f"{x:.4g}"
+
+
+def metric_names(row: dict) -> list[str]:
+    """The task metrics of a row: ``train_<name>`` / ``test_<name>`` keys other than loss."""
+    names = []
+    for k in row:
+        for prefix in ("train_", "test_"):
+            if k.startswith(prefix) and k != prefix + "loss":
+                n = k[len(prefix):]
+                if n not in names and n != "batches":
+                    names.append(n)
+    return names
+
+
+def format_row(row: dict, epochs: int | None = None) -> str:
+    """One summary line for an epoch row (loss and the task's metrics, train and test)."""
     ep = f"{row['epoch'] + 1}" + (f"/{epochs}" if epochs else "")
     peaks = " ".join(f"{k[len('peak_bytes_'):]}={_size(v)}" for k, v in row.items()
                      if k.startswith("peak_bytes_") and v is not None)
-    s = (f"epoch {ep}  train loss {row['train_loss']:.4f} acc {pct(row.get('train_acc'))}"
-         f"  test loss {row['test_loss']:.4f} acc {pct(row.get('test_acc'))}"
-         f"  {row['sec_per_step']:.3f} s/step")
+    names = metric_names(row)
+
+    def part(prefix):
+        loss = row.get(f"{prefix}_loss", math.nan)
+        out = f"{prefix} loss {loss:.4f}"
+        for n in names:
+            out += f" {n} {_fmt_metric(n, row.get(f'{prefix}_{n}'))}"
+        return out
+
+    s = f"epoch {ep}  {part('train')}  {part('test')}  {row['sec_per_step']:.3f} s/step"
     if peaks:
         s += f"  peak {peaks}"
     if row.get("recomputed_steps"):
         s += f"  recomputed {row['recomputed_steps']}"
+    if row.get("skipped_batches"):
+        s += f"  skipped {row['skipped_batches']} non-finite batches"
     return s
 
 

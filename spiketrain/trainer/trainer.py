@@ -62,14 +62,17 @@ def default_out_dir(stem: str = "run") -> Path:
 
 
 class Trainer:
-    """Train a RecurrentModel classifier on ``(x [T, B, n_in], labels [B])`` batches.
+    """Train a RecurrentModel on a task (batches ``(inputs [T, B, ...], targets)``).
 
     Args:
-        model: a RecurrentModel (or a wrapped one, e.g. DDP); loss is the cross-entropy of
-            ``model.logits(outputs)`` (mean over time when the model has no ``logits``).
-            Online strategies (e-prop) use the per-step cross-entropy vs the label at every step.
+        model: a RecurrentModel (or a wrapped one, e.g. DDP).
         data: ``(train, test)`` datasets (batched with ``SpikeLoader``) or loaders; test may be None.
-        strategy: memory strategy name or instance; ``strategy_options`` go to its constructor.
+        task: what is learned: ``"classification"`` (default: cross-entropy of
+            ``model.logits(outputs)``, accuracy), ``"detection"``, ``"language_model"``, a
+            class path, a ``{name|class: ..., **options}`` mapping or a Task instance. The task
+            owns the batch layout, the loss, the online per-step loss (e-prop) and the metrics.
+        strategy: memory strategy name, class path or instance; ``strategy_options`` go to its
+            constructor. It is resolved once, here, and the same instance runs every batch.
         optimizer: ``adam`` / ``adamw`` / ``sgd`` / ``rmsprop`` or an optimizer instance.
         clip_grad: max gradient norm (None = no clipping).
         hardware: backend name (``auto``, ``cpu``, ``cuda``, ...).
@@ -94,14 +97,17 @@ class Trainer:
                  resume: str | os.PathLike | None = None,
                  callbacks: Sequence[EpochCallback] = (), rank: int = 0, world_size: int = 1,
                  verbose: bool = True, loader_options: dict | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, task: Any = None):
         if epochs < 0 or batch_size <= 0:
             raise ValueError(f"epochs must be >= 0 and batch_size > 0 (got {epochs}, {batch_size})")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.model, self.data = model, data
-        self.strategy_name = strategy if isinstance(strategy, str) else getattr(strategy, "name", "?")
+        from .tasks import get_task
+        self.strategy = st_strategies.get(strategy, **dict(strategy_options or {}))
+        self.strategy_name = self.strategy.name
         self.strategy_spec, self.strategy_options = strategy, dict(strategy_options or {})
+        self.task = get_task(task if task is not None else "classification")
         self.optimizer_spec, self.lr, self.weight_decay = optimizer, float(lr), float(weight_decay)
         self.epochs, self.batch_size, self.clip_grad = int(epochs), int(batch_size), clip_grad
         self.hardware, self.workers, self.engine = hardware, int(workers), engine
@@ -132,15 +138,20 @@ class Trainer:
         self.backend = get_backend(self.hardware)
         self.device = self.backend.device
         self.model.to(self.device)
+        self.task.check(unwrap(self.model), self.data[0] if isinstance(self.data, (tuple, list))
+                        else self.data)
         train, test = self.data if isinstance(self.data, (tuple, list)) else (self.data, None)
         self.train_loader = make_loader(train, self.batch_size, shuffle=True, seed=self.seed,
                                         rank=self.rank, world_size=self.world_size,
                                         **self.loader_options)
         self.test_loader = make_loader(test, self.batch_size, shuffle=False, seed=self.seed,
                                        **self.loader_options)
-        self.strategy = st_strategies.get(self.strategy_spec, **self.strategy_options)
         self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr=self.lr,
                                          weight_decay=self.weight_decay)
+        # a backend that runs the whole training step itself (IPU) compiles it here
+        make_step = getattr(self.backend, "training_step", None)
+        self.train_step = make_step(self.model, self.optimizer, self.task, self.strategy) \
+            if callable(make_step) else None
         self.metrics = MetricsLog(self.out_dir / "metrics.parquet" if self.is_main else None)
         self._partial: EpochResult | None = None
         self._skip = 0
@@ -178,7 +189,7 @@ class Trainer:
         if loader is not None and hasattr(self.train_loader, "load_state_dict"):
             self.train_loader.load_state_dict(loader)
         if not snap["epoch_done"]:
-            self._partial = EpochResult.from_state_dict(extra.get("partial"))
+            self._partial = EpochResult.from_state_dict(extra.get("partial"), self.task)
             # a loader whose state holds its position (SpikeLoader) continues mid-epoch by
             # itself; any other loader is fast-forwarded past the batches already trained on
             native = getattr(self.train_loader, "resumes_mid_epoch",
@@ -187,9 +198,16 @@ class Trainer:
                 self._skip = self._partial.steps
         return snap
 
+    def _sync_weights(self) -> None:
+        """Bring weights trained by a backend's compiled step back to the host model."""
+        sync = getattr(self.train_step, "sync", None)
+        if callable(sync):
+            sync()
+
     def _on_step(self, res: EpochResult) -> None:
         self.global_step += 1
         if self.snapshot_every and self.global_step % self.snapshot_every == 0:
+            self._sync_weights()
             self.save_snapshot(epoch_done=False, partial=res)
 
     # ----------------------------------------------------------------- loop
@@ -200,17 +218,14 @@ class Trainer:
         t0 = time.perf_counter()
         tag = f"epoch {self.epoch + 1}/{self.epochs}"
         res = train_epoch(self.model, self.train_loader, self.optimizer, self.strategy,
-                          clip_grad=self.clip_grad, device=self.device, result=self._partial,
-                          skip=self._skip, progress=self.progress and self.is_main,
-                          desc=tag, on_step=self._on_step)
+                          task=self.task, clip_grad=self.clip_grad, device=self.device,
+                          result=self._partial, skip=self._skip,
+                          progress=self.progress and self.is_main, desc=tag,
+                          on_step=self._on_step, train_step=self.train_step)
         self._partial, self._skip = None, 0
+        self._sync_weights()
         row = {"epoch": self.epoch, "global_step": self.global_step, **res.as_row("train")}
-        if self.test_loader is not None:
-            ev = evaluate(self.model, self.test_loader, device=self.device,
-                          progress=self.progress and self.is_main, desc=f"{tag} test")
-            row.update(test_loss=ev.loss, test_acc=ev.acc)
-        else:
-            row.update(test_loss=float("nan"), test_acc=float("nan"))
+        row.update(self.test_row(tag))
         row.update(epoch_seconds=time.perf_counter() - t0, lr=self.optimizer.param_groups[0]["lr"],
                    strategy=self.strategy_name)
         self.metrics.append(row)
@@ -222,6 +237,16 @@ class Trainer:
         for cb in self.callbacks:
             cb(self, row)
         return row
+
+    def test_row(self, tag: str = "test") -> dict:
+        """``test_loss`` and ``test_<metric>`` on the test loader (NaN without test data)."""
+        if self.test_loader is not None:
+            ev = evaluate(self.model, self.test_loader, task=self.task, device=self.device,
+                          progress=self.progress and self.is_main, desc=f"{tag} test")
+            return {"test_loss": ev.loss,
+                    **{f"test_{n}": v for n, v in ev.metrics.compute().items()}}
+        return {"test_loss": float("nan"),
+                **{f"test_{n}": float("nan") for n in self.task.metric_names}}
 
     def fit(self) -> dict:
         """Train for ``epochs`` (continuing a resumed run); returns the last epoch's metrics row."""
