@@ -53,5 +53,13 @@ def build_datasets(cfg: DataConfig) -> tuple[SHDDataset, SHDDataset | None]:
     return train, test
 
 
+def _register_kinds() -> None:
+    from .kinds import register_data_kind
+    for kind in ("synthetic", "shd"):
+        register_data_kind(kind, DataConfig, build_datasets, task="classification")
+
+
+_register_kinds()
+
 __all__ = ["DataConfig", "SHDDataset", "SpikeLoader", "bin_spikes", "build_datasets",
            "cached_synthetic_shd", "class_patterns", "make_synthetic_shd", "synthetic_paths"]

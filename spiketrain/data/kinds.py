@@ -30,7 +30,8 @@ class DataKind:
 
 _KINDS: dict[str, DataKind] = {}
 # kinds that live in optional modules, imported on first use
-_LAZY = {"events": "spiketrain.data.events", "gen1": "spiketrain.data.events",
+_LAZY = {"synthetic": "spiketrain.data", "shd": "spiketrain.data",
+         "events": "spiketrain.data.events", "gen1": "spiketrain.data.events",
          "text": "spiketrain.data.text"}
 
 

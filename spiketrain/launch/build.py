@@ -23,10 +23,10 @@ def build_model(cfg: Config):
 
 
 def build_data(cfg: Config):
-    """``(train_ds, test_ds)`` of ``cfg.data`` (``spiketrain.data.build_datasets``)."""
-    from ..data import build_datasets
+    """``(train_ds, test_ds)`` of ``cfg.data`` (the builder of its ``data.kind``)."""
+    from ..data.kinds import get_data_kind
 
-    return build_datasets(cfg.data)
+    return get_data_kind(getattr(cfg.data, "kind", "synthetic")).build(cfg.data)
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -37,7 +37,7 @@ def default_run_dir(cfg: Config) -> Path:
 def trainer_kwargs(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of :class:`spiketrain.trainer.Trainer` from the config."""
     t = cfg.trainer
-    return dict(strategy=cfg.strategy.name, strategy_options=dict(cfg.strategy.options),
+    return dict(strategy=cfg.strategy.build(), task=cfg.task.build(),
                 optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, epochs=t.epochs,
                 batch_size=t.batch_size, clip_grad=t.clip_grad, hardware=cfg.hardware,
                 workers=t.workers, engine=t.engine, seed=t.seed, deterministic=t.deterministic,

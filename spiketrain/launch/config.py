@@ -4,8 +4,12 @@ Sections::
 
     model:    {name: rsnn, hidden: 256, ...}       # or {class: mypkg.cells:MyCell, ...}; the rest
                                                   # are keyword arguments of the model
-    data:     {kind: synthetic, T: 100, ...}       # fields of spiketrain.data.config.DataConfig
-    strategy: bptt                                # or {name: checkpoint, segment: 100}
+    data:     {kind: synthetic, T: 100, ...}       # fields of the kind's config class
+                                                  # (spiketrain.data.kinds; synthetic/shd: DataConfig)
+    task:     classification                      # or {class: mypkg.tasks:MyTask, ...};
+                                                  # default: the task the data kind implies
+    strategy: bptt                                # or {name: checkpoint, segment: 100}, or
+                                                  # {class: mypkg.strat:MyStrategy, ...}
     trainer:  {epochs: 10, batch_size: 32, lr: 1e-3, ...}   # see TrainerSection
     hardware: auto                                # auto, cpu, cuda, ipu, ...
 
@@ -64,10 +68,41 @@ class ModelSpec:
 
 @dataclass
 class StrategySpec:
-    """``strategy:`` a name and its options."""
+    """``strategy:`` a registered name or a class path, its options, and the instance built
+    (once) when the config was validated."""
 
     name: str = "bptt"
     options: dict = field(default_factory=dict)
+    cls: Optional[str] = None
+    instance: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def target(self) -> str:
+        return self.cls or self.name
+
+    def build(self):
+        """The strategy instance (the validated one the first time, a fresh one after)."""
+        from .. import strategies
+        inst, self.instance = self.instance, None
+        return inst if inst is not None else strategies.get(self.target, **self.options)
+
+
+@dataclass
+class TaskSpec:
+    """``task:`` a registered name or a class path, and its options."""
+
+    name: Optional[str] = "classification"
+    cls: Optional[str] = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return self.cls or self.name
+
+    def build(self):
+        """A Task instance."""
+        from ..trainer.tasks import get_task
+        return get_task(self.target, **self.options)
 
 
 @dataclass
@@ -79,6 +114,7 @@ class Config:
     strategy: StrategySpec
     trainer: TrainerSection
     hardware: str = "auto"
+    task: TaskSpec = field(default_factory=TaskSpec)
     sections: dict = field(default_factory=dict)   # registered extra sections
     source: Optional[Path] = None
 
@@ -89,9 +125,13 @@ class Config:
     def to_dict(self) -> dict:
         """Plain dict that :func:`validate` accepts again (written to the run folder)."""
         model = {("class" if self.model.cls else "name"): self.model.target, **self.model.kwargs}
-        strategy: Any = ({"name": self.strategy.name, **self.strategy.options}
-                         if self.strategy.options else self.strategy.name)
-        out = {"model": model, "data": _asdict(self.data), "strategy": strategy,
+        skey = "class" if self.strategy.cls else "name"
+        strategy: Any = ({skey: self.strategy.target, **self.strategy.options}
+                         if self.strategy.options or self.strategy.cls else self.strategy.name)
+        tkey = "class" if self.task.cls else "name"
+        task: Any = ({tkey: self.task.target, **self.task.options}
+                     if self.task.options or self.task.cls else self.task.name)
+        out = {"model": model, "data": _asdict(self.data), "task": task, "strategy": strategy,
                "trainer": dataclasses.asdict(self.trainer), "hardware": self.hardware}
         for k, v in self.sections.items():
             out[k] = _asdict(v)
@@ -110,7 +150,7 @@ def register_section(name: str, cls: type) -> None:
     _SECTIONS[name] = cls
 
 
-BASE_KEYS = ("model", "data", "strategy", "trainer", "hardware")
+BASE_KEYS = ("model", "data", "task", "strategy", "trainer", "hardware")
 
 
 # ----------------------------------------------------------------------------- sections
@@ -168,36 +208,84 @@ def _strategy_spec(raw: Any) -> StrategySpec:
 
     if raw is None:
         raw = "bptt"
+    cls_path = None
     if isinstance(raw, str):
         name, options = raw, {}
     elif isinstance(raw, dict):
         options = dict(raw)
-        name = options.pop("name", None)
-        if name is None:
+        name, cls_path = options.pop("name", None), options.pop("class", None)
+        if name is not None and cls_path is not None:
+            raise ConfigError("strategy: give either strategy.name or strategy.class, not both")
+        if name is None and cls_path is None:
             raise ConfigError("strategy.name is missing; write e.g. 'strategy: {name: checkpoint, "
                               "segment: 100}' or 'strategy: bptt'")
     else:
         raise ConfigError(f"strategy must be a name or a mapping, got {raw!r}; write e.g. "
                           f"'strategy: bptt'")
     avail = strategies.available()
-    if name not in avail:
+    if cls_path is None and not isinstance(name, str):
+        raise ConfigError(f"strategy.name must be a string, got {name!r}")
+    if cls_path is not None and not isinstance(cls_path, str):
+        raise ConfigError(f"strategy.class must be a string, got {cls_path!r}")
+    if cls_path is None and name not in avail:
         raise ConfigError(f"strategy: unknown strategy {name!r}{suggest(name, avail)} "
-                          f"(choose one of {', '.join(avail)})")
+                          f"(choose one of {', '.join(avail)}, or strategy.class: a class path)")
+    target = cls_path or name
     try:
-        strategies.get(name, **options)
+        cls = strategies.resolve(target)
+    except ValueError as e:
+        raise ConfigError(f"strategy.class: {_one_line(e)}") from None
+    try:
+        instance = cls(**options)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"strategy.{name}: {_one_line(e)}") from None
-    return StrategySpec(name=name, options=options)
+        raise ConfigError(f"strategy.{getattr(cls, 'name', target)}: {_one_line(e)}") from None
+    return StrategySpec(name=instance.name if cls_path else name, options=options, cls=cls_path,
+                        instance=instance)
+
+
+def _task_spec(raw: Any, data) -> TaskSpec:
+    from ..data.kinds import get_data_kind
+    from ..trainer.tasks import available_tasks, get_task
+
+    if raw is None:
+        raw = get_data_kind(getattr(data, "kind", "synthetic")).task
+    cls_path = None
+    if isinstance(raw, str):
+        name, options = raw, {}
+    elif isinstance(raw, dict):
+        options = dict(raw)
+        name, cls_path = options.pop("name", None), options.pop("class", None)
+        if (name is None) == (cls_path is None):
+            raise ConfigError("task: give task.name or task.class (one of them); e.g. "
+                              "'task: classification' or 'task: {class: mypkg.tasks:MyTask}'")
+    else:
+        raise ConfigError(f"task must be a name or a mapping, got {raw!r}; write e.g. "
+                          f"'task: classification'")
+    target = cls_path or name
+    if not isinstance(target, str):
+        raise ConfigError(f"task.{'class' if cls_path else 'name'} must be a string, got {target!r}")
+    try:
+        get_task(target, **options)
+    except (ValueError, TypeError) as e:
+        hint = suggest(target, available_tasks()) if cls_path is None else ""
+        raise ConfigError(f"task{'.class' if cls_path else ''}: {_one_line(e)}{hint}") from None
+    return TaskSpec(name=None if cls_path else name, cls=cls_path, options=options)
 
 
 def _data_config(raw: Any):
-    from ..data.config import DataConfig
+    from ..data.kinds import get_data_kind
 
-    data = build_dataclass(DataConfig, raw, "data")
-    kind = getattr(data, "kind", "synthetic")
+    kind = raw.get("kind", "synthetic") if isinstance(raw, dict) else "synthetic"
+    if not isinstance(kind, str):
+        raise ConfigError(f"data.kind must be a string, got {kind!r}")
+    try:
+        spec = get_data_kind(kind)
+    except ValueError as e:
+        raise ConfigError(_one_line(e)) from None
+    data = build_dataclass(spec.config, raw, "data")
     for k in ("path", "test_path"):
         p = getattr(data, k, None)
-        if p and kind != "synthetic" and not Path(p).expanduser().exists():
+        if p and kind == "shd" and not Path(p).expanduser().exists():
             raise ConfigError(f"data.{k}: file '{p}' not found; give the path of an SHD HDF5 file "
                               f"(e.g. --set data.{k}=shd_train.h5) or use data.kind: synthetic")
     return data
@@ -248,12 +336,13 @@ def validate(raw: Any, source: Path | None = None) -> Config:
                               f"(valid sections: {', '.join(known)})")
     data = _data_config(raw.get("data"))
     model = _model_spec(raw.get("model"), data)
+    task = _task_spec(raw.get("task"), data)
     strategy = _strategy_spec(raw.get("strategy"))
     trainer = _trainer_section(raw.get("trainer"))
     hardware = _hardware(raw.get("hardware", "auto"))
     sections = {k: build_dataclass(cls, raw.get(k), k) for k, cls in _SECTIONS.items()}
     return Config(model=model, data=data, strategy=strategy, trainer=trainer, hardware=hardware,
-                  sections=sections, source=source)
+                  task=task, sections=sections, source=source)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -297,7 +386,7 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             sub = node.get(part)
             if sub is None:
                 sub = node[part] = {}
-            elif isinstance(sub, str) and i == 0 and part in ("strategy", "model"):
+            elif isinstance(sub, str) and i == 0 and part in ("strategy", "model", "task"):
                 sub = node[part] = {"name": sub}
             elif not isinstance(sub, dict):
                 raise ConfigError(f"--set {item}: '{'.'.join(path[:i + 1])}' is a value, not a "

@@ -122,7 +122,8 @@ def run_trial(spec: SweepSpec, params: dict[str, Any], out_dir: Path) -> dict[st
                    recomputed_steps=float(last.get("recomputed_steps", math.nan)),
                    bytes_moved=float(last.get("bytes_moved", math.nan)))
         for k, v in last.items():
-            if k.startswith("peak_bytes_"):
+            if k.startswith("peak_bytes_") or (k.startswith(("train_", "test_"))
+                                               and isinstance(v, (int, float))):
                 row[k] = float(v)
     except BudgetError as e:
         row.update(status="over_budget", error=" ".join(str(e).split()))
@@ -167,7 +168,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None) -> list[dict[str, Any
         for r in results:
             params = {k: r.config[k] for k in spec.grid}
             metrics = {k: v for k, v in (r.metrics or {}).items() if k in _ROW_KEYS
-                       or k.startswith("peak_bytes_")}
+                       or k.startswith(("peak_bytes_", "train_", "test_"))}
             if r.error is not None and not metrics:
                 metrics = {"status": "error", "error": str(r.error).splitlines()[0][:500]}
             found[tuple(map(str, params.values()))] = _flatten_row(params, metrics)

@@ -159,7 +159,10 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
 
 
 # --------------------------------------------------------------------------- the Trainer on Ray
-_AVERAGED = ("train_loss", "train_acc", "sec_per_step")
+def _averaged(task) -> list[str]:
+    """Row keys averaged over ranks (equal shards): the loss, the task's train metrics and the
+    step time. Same order on every rank."""
+    return ["train_loss", "sec_per_step"] + [f"train_{n}" for n in task.metric_names]
 
 
 class _EngineOptimizer:
@@ -244,10 +247,11 @@ class TrainerJob:
         row = t.train_one_epoch()
         t.epoch = epoch + 1
         if t.world_size > 1 and dist.is_initialized():  # shard metrics -> whole-batch metrics
-            vals = torch.tensor([float(row.get(k, float("nan"))) for k in _AVERAGED],
+            keys = _averaged(t.task)
+            vals = torch.tensor([float(row.get(k, float("nan"))) for k in keys],
                                 dtype=torch.float64)
             dist.all_reduce(vals)
-            row.update({k: v / t.world_size for k, v in zip(_AVERAGED, vals.tolist())})
+            row.update({k: v / t.world_size for k, v in zip(keys, vals.tolist())})
             if t.is_main:
                 t.metrics.write()
         return {k: v for k, v in row.items() if isinstance(v, (int, float, str))}

@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from ...trainer.snapshot import snapshot_path
     from ..build import build_trainer
 
-    overrides = list(args.overrides)
-    if args.strategy:
-        overrides.append(f"strategy={args.strategy}")
+    # --strategy NAME replaces the config's strategy first, so --set strategy.* options
+    # given on the command line apply to the named strategy
+    overrides = ([f"strategy={args.strategy}"] if args.strategy else []) + list(args.overrides)
     if args.no_progress:
         overrides.append("trainer.progress=false")
     dispatch = _ray_dispatch()          # registers its config sections before loading
@@ -68,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     row = dispatch.fit(trainer, args) if dispatch is not None else trainer.fit()
     dt = time.perf_counter() - t0
     if row:
-        print(f"final test accuracy {100 * row.get('test_acc', float('nan')):.1f}% "
-              f"(test loss {row.get('test_loss', float('nan')):.4f}) after epoch {row['epoch'] + 1}, "
-              f"{dt:.1f} s; metrics: {Path(out_dir) / 'metrics.parquet'}", flush=True)
+        main = trainer.task.main_metric
+        value = row.get(f"test_{main}", float("nan")) if main else float("nan")
+        shown = (f"{100 * value:.1f}%" if main in ("acc", "map", "map50") else f"{value:.4g}")
+        what = {"acc": "accuracy"}.get(main, main)
+        head = f"final test {what} {shown} " if main else "final "
+        print(f"{head}(test loss {row.get('test_loss', float('nan')):.4f}) after epoch "
+              f"{row['epoch'] + 1}, {dt:.1f} s; metrics: {Path(out_dir) / 'metrics.parquet'}",
+              flush=True)
     return 0
