@@ -66,6 +66,14 @@ class Strategy:
         :class:`OnlineResult`; nothing of a call is kept on the instance but its report."""
         raise NotImplementedError
 
+    @classmethod
+    def candidates(cls, ctx) -> list:
+        """Configurations of this strategy that ``auto`` may pick, each priced for ``ctx``
+        (a :class:`spiketrain.strategies.planning.PlanContext`): a list of
+        ``ctx.candidate(options, desc, need {tier: bytes}, est_s)``. Default: none (``auto``
+        never picks this strategy)."""
+        return []
+
     def check_budget(self, need: dict[str, int]) -> None:
         """Refuse (BudgetError) if ``need`` exceeds the budget on any tier."""
         over = {t: n for t, n in need.items() if t in self.budget and n > self.budget[t]}
