@@ -1,0 +1,103 @@
+"""Parametric LIF (PLIF, Fang et al. 2021) and the per-step batch norm of the spiking backbone.
+
+PLIF, one step (decay-input form, hard reset)::
+
+    H_t = V_{t-1} + (X_t - (V_{t-1} - V_reset)) / tau      1/tau = sigmoid(w), w learnable
+    S_t = Heaviside(H_t - V_th)                             (surrogate gradient in backward)
+    V_t = H_t (1 - S_t) + V_reset S_t
+
+Normalisation choice (documented, see :class:`StepBatchNorm`): the paper's blocks are
+Conv-BN-PLIF. A BatchNorm that updates running statistics inside ``step`` is not pure:
+under checkpointing every recomputed step would update them again. Here each step is
+normalised with the batch statistics of that step (over batch and space, per channel),
+in training *and* evaluation, and no running statistic exists at all. ``step`` is then a
+pure function of (parameters, state, x_t), so every memory strategy recomputes it exactly.
+The price: a sample's normalisation depends on the other samples of its batch (with
+``[B, C, H, W]`` maps the statistics come from ``B * H * W`` values per channel, so a batch
+of one works). ``norm="group"`` (GroupNorm, per sample) is the batch-independent option.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_SPIKE = None
+
+
+def _spike_fn():
+    global _SPIKE
+    if _SPIKE is None:  # spiketrain.models' surrogate spike, resolved after the package loads
+        from .. import spike
+        _SPIKE = spike
+    return _SPIKE
+
+
+def plif_step(v: Tensor, x: Tensor, inv_tau: Tensor, v_threshold: float = 1.0,
+              v_reset: float = 0.0, surrogate: str = "atan") -> tuple[Tensor, Tensor]:
+    """One PLIF step: membrane ``v [B, ...]``, input ``x [B, ...]``, ``inv_tau`` = 1/tau
+    (a scalar tensor) -> ``(v_new, spikes)`` of the shape of ``v``."""
+    h = v + (x - (v - v_reset)) * inv_tau
+    s = _spike_fn()(h - v_threshold, surrogate)
+    v_new = h * (1.0 - s) + v_reset * s
+    return v_new, s
+
+
+class PLIF(nn.Module):
+    """PLIF neurons of one layer: one learnable ``w`` per layer, ``1/tau = sigmoid(w)``.
+
+    ``init_tau`` (> 1) sets ``w = -log(init_tau - 1)``. Stateless: the membrane is passed in.
+    """
+
+    def __init__(self, init_tau: float = 2.0, v_threshold: float = 1.0, v_reset: float = 0.0,
+                 surrogate: str = "atan"):
+        super().__init__()
+        if init_tau <= 1.0:
+            raise ValueError(f"PLIF init_tau must be > 1, got {init_tau}")
+        self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
+        self.v_threshold, self.v_reset, self.surrogate = float(v_threshold), float(v_reset), surrogate
+
+    @property
+    def inv_tau(self) -> Tensor:
+        return torch.sigmoid(self.w)
+
+    def forward(self, v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(v [B, ...], x [B, ...]) -> (v_new, spikes)``."""
+        return plif_step(v, x, self.inv_tau, self.v_threshold, self.v_reset, self.surrogate)
+
+    def extra_repr(self) -> str:
+        return (f"tau={1.0 / float(self.inv_tau):.3f}, v_threshold={self.v_threshold}, "
+                f"v_reset={self.v_reset}, surrogate={self.surrogate}")
+
+
+class StepBatchNorm(nn.Module):
+    """Batch norm with the current step's batch statistics only (no running statistics).
+
+    ``x [B, C, H, W] -> [B, C, H, W]``: per channel, mean and biased variance over
+    ``(B, H, W)``, then the learnable affine ``weight``, ``bias``. Same in train and eval,
+    no buffer is ever written: pure (see the module docstring).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``"batch"``: :class:`StepBatchNorm`; ``"group"``: GroupNorm (per sample, up to 8
+    groups); ``"none"``: identity."""
+    if kind == "batch":
+        return StepBatchNorm(channels)
+    if kind == "group":
+        groups = math.gcd(channels, 8)
+        return nn.GroupNorm(groups, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose 'batch', 'group' or 'none'")
