@@ -1,18 +1,24 @@
 """Hardware backends: where a run computes and which memory tiers it has.
 
-``get_backend("auto")`` picks IPU, then CUDA, then CPU. Backends register by name.
-Every backend reports its tiers' capacities (:meth:`Backend.tier_capacities`), builds the
-tier objects strategies store into (:meth:`Backend.tiers`), gives memory statistics
-(:meth:`Backend.memory_stats`) and a :class:`~.profiles.DeviceProfile` for planning.
+``get_backend("auto")`` picks IPU, then CUDA, then CPU. Backends register by name. Every
+backend reports its tiers' capacities (:meth:`Backend.tier_capacities`), builds the tier
+objects strategies store into (:meth:`Backend.tiers`), says which tiers lie off the compute
+device (:attr:`Backend.slow_tiers`, the one rule for "host or disk"), gives memory statistics
+(:meth:`Backend.memory_stats`), a :class:`~.profiles.DeviceProfile` (bandwidths the planner
+prices slow-tier traffic with), a :class:`Prefetcher` for overlapped loads where it has a
+copy stream, and its capabilities (:attr:`Backend.compiled_kernels`,
+:meth:`Backend.training_step`). Strategies find the backend of a tensor's device with
+:func:`backend_for`.
 
-- ``cpu``: ``device`` = RAM, ``host`` = the same RAM, ``disk`` = memory-mapped/scratch files.
+- ``cpu``: ``device`` = RAM, ``host`` = the same RAM, ``disk`` = scratch files.
 - ``cuda``: ``device`` = GPU memory (capacity from the driver), ``host`` = pinned CPU memory
-  with non-blocking copies on a side stream (:class:`Prefetcher` loads the next segment
-  while the current one runs backward), ``disk`` = scratch files.
+  with non-blocking copies on a side stream (:class:`Prefetcher` loads what backward needs
+  next while the current part runs), ``disk`` = scratch files.
 - ``ipu``: see :mod:`spiketrain.hardware.ipu` (poptorch, from the Graphcore Poplar SDK).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from typing import Any, Callable
@@ -22,23 +28,47 @@ import torch
 from .units import parse_size
 
 _BACKENDS: dict[str, type["Backend"]] = {}
+_DEVICE_DEFAULTS: dict[str, type["Backend"]] = {}   # torch device type -> backend class
+_INSTANCES: dict[tuple, "Backend"] = {}             # backend_for's cache (copy streams live here)
 
 
-def register_backend(name: str) -> Callable[[type], type]:
-    """Class decorator registering a Backend under ``name``."""
+def register_backend(name: str, default_for: str | None = None) -> Callable[[type], type]:
+    """Class decorator registering a Backend under ``name``. ``default_for``: a torch device
+    type (``"cpu"``, ``"cuda"``, ...) whose tensors this backend owns by default in
+    :func:`backend_for`."""
 
     def deco(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise TypeError(f"register_backend({name!r}) needs a Backend subclass, got {cls!r}")
         cls.name = name
         _BACKENDS[name] = cls
+        if default_for is not None:
+            _DEVICE_DEFAULTS[default_for] = cls
+            for key in [k for k in _INSTANCES if k[0] is None and k[1] == default_for]:
+                del _INSTANCES[key]
         return cls
 
     return deco
 
 
 class Backend:
-    """A compute device plus its memory tiers."""
+    """A compute device plus its memory tiers and capabilities.
+
+    A subclass gives :attr:`device`, :meth:`tier_capacities` and :meth:`is_available`; the
+    rest has working defaults. Capabilities strategies and models ask for (never the device
+    type):
+
+    - :attr:`shares_host_memory`: the ``device`` tier *is* host RAM (a CPU), so ``host`` is
+      no slower tier; :attr:`slow_tiers` / :attr:`slow_tier` follow from it.
+    - :attr:`compiled_kernels`: the compiled CPU (numba) kernels may run on this backend's
+      tensors; otherwise models take their eager PyTorch path.
+    - :meth:`prefetcher`: overlapped loads from slower tiers (None: load when needed).
+    - :meth:`training_step`: a backend that runs the whole training step itself (IPU).
+    """
 
     name = "base"
+    shares_host_memory = False
+    compiled_kernels = False
 
     @classmethod
     def is_available(cls) -> bool:
@@ -47,6 +77,11 @@ class Backend:
     @classmethod
     def unavailable_reason(cls) -> str:
         return f"hardware {cls.name!r} is not available on this machine"
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "Backend":
+        """An instance computing on ``device`` (default: the no-argument constructor)."""
+        return cls()
 
     @property
     def device(self) -> torch.device:  # pragma: no cover - abstract
@@ -67,21 +102,50 @@ class Backend:
     def reset_peak(self) -> None:
         """Start a new peak measurement."""
 
+    @property
+    def slow_tiers(self) -> tuple[str, ...]:
+        """Tiers off the compute device, fastest first: where offloaded tensors and coarse
+        checkpoints go. ``("host", "disk")`` next to an accelerator; ``("disk",)`` where the
+        device tier is host RAM itself."""
+        return ("disk",) if self.shares_host_memory else ("host", "disk")
+
+    @property
+    def slow_tier(self) -> str:
+        """The fastest tier off the compute device (coarse checkpoints go there)."""
+        return self.slow_tiers[0]
+
     def profile(self):
-        """The :class:`~.profiles.DeviceProfile` of this device."""
+        """The :class:`~.profiles.DeviceProfile` of this device (by backend name, else by
+        device type)."""
         from .profiles import get_profile
-        return get_profile(self.name)
+        try:
+            return get_profile(self.name)
+        except ValueError:
+            return get_profile(self.device.type)
 
     def tiers(self, budget: dict[str, Any] | None = None, scratch: str | None = None):
         """Tier objects (:class:`spiketrain.hardware.tiers.Tiers`) bounded by the smaller of
-        ``budget`` and this backend's capacities."""
+        ``budget`` and this backend's capacities; ``scratch``: the disk tier's folder."""
         from .tiers import Tiers
         caps = self.tier_capacities()
+        if scratch is not None:
+            caps = dict(caps, disk=disk_capacity(scratch))
         bounded = {}
         for name, cap in caps.items():
             b = (budget or {}).get(name)
             bounded[name] = cap if b is None else min(cap, parse_size(b))
-        return Tiers(bounded, device=self.device, scratch=scratch)
+        return Tiers(bounded, device=self.device, scratch=scratch, slow=self.slow_tier)
+
+    def prefetcher(self) -> "Prefetcher | None":
+        """A :class:`Prefetcher` on a copy stream, or None where loads cannot overlap compute."""
+        return None
+
+    def training_step(self, model, optimizer, task, strategy):
+        """A callable running one whole training step on this backend (``(inputs [T, B, ...],
+        targets) -> (loss, preds)``: forward under ``strategy``, ``task``'s loss, backward and
+        optimizer step), or None: the Trainer runs the step itself through
+        :func:`spiketrain.unroll` and autograd. The IPU backend returns its compiled step."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device})"
@@ -120,12 +184,21 @@ def _rss() -> tuple[int, int]:
 
 
 def disk_capacity(scratch: str | None = None) -> int:
-    return shutil.disk_usage(scratch or tempfile.gettempdir()).free
+    """Free bytes on the file system of ``scratch`` (its nearest existing folder; default
+    the temporary folder)."""
+    path = os.path.abspath(scratch or tempfile.gettempdir())
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
 
 
-@register_backend("cpu")
+@register_backend("cpu", default_for="cpu")
 class CPUBackend(Backend):
-    """CPU: tier ``device`` is RAM, ``disk`` is memory-mapped scratch files."""
+    """CPU: tier ``device`` is RAM (``host`` the same RAM), ``disk`` is scratch files. The
+    compiled (numba) kernels run here."""
+
+    shares_host_memory = True
+    compiled_kernels = True
 
     @classmethod
     def is_available(cls) -> bool:
@@ -151,13 +224,17 @@ class CPUBackend(Backend):
             pass
 
 
-@register_backend("cuda")
+@register_backend("cuda", default_for="cuda")
 class CUDABackend(Backend):
     """NVIDIA GPU: ``device`` = GPU memory, ``host`` = pinned RAM, ``disk`` = scratch files."""
 
     def __init__(self, index: int = 0):
         self.index = index
         self._copy_stream = None
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "CUDABackend":
+        return cls(torch.cuda.current_device() if device.index is None else device.index)
 
     @classmethod
     def is_available(cls) -> bool:
@@ -203,22 +280,25 @@ class CUDABackend(Backend):
 
 
 class Prefetcher:
-    """Non-blocking host->device copies on a side stream.
+    """Loads on a side stream, overlapped with compute.
 
-    ``h = p.start(cpu_tensors)`` queues the copies (pinned sources copy asynchronously);
-    ``p.wait(h)`` makes the compute stream wait for them and returns the device tensors.
-    Used to load the next segment's checkpoint while the current segment runs backward.
-    On a CPU device the copies are plain references.
+    ``h = p.start(load)`` queues the work on the copy stream: ``load`` is a list of tensors
+    (copied to the device, non-blocking from pinned memory) or a callable returning the
+    device tensors (e.g. a tier read). ``p.wait(h)`` makes the compute stream wait for that
+    work and returns the tensors. Offload uses it to load the tensors backward needs next
+    while the current ones are used. Without a stream (``stream=None``: a CPU device) the
+    work runs at once and the tensors come back as they are.
     """
 
     def __init__(self, device: torch.device, stream=None):
         self.device, self.stream = torch.device(device), stream
 
-    def start(self, tensors: list[torch.Tensor]):
-        if self.device.type != "cuda":
-            return list(tensors), None
+    def start(self, load):
+        if self.stream is None:
+            return (list(load()) if callable(load) else list(load)), None
         with torch.cuda.stream(self.stream):
-            out = [t.to(self.device, non_blocking=True) for t in tensors]
+            out = list(load()) if callable(load) else \
+                [t.to(self.device, non_blocking=True) for t in load]
             event = torch.cuda.Event()
             event.record(self.stream)
         return out, event
@@ -242,6 +322,46 @@ AUTO_ORDER = ["ipu", "cuda", "cpu"]
 def available_backends() -> list[str]:
     """Registered backend names."""
     return sorted(_BACKENDS)
+
+
+def backend_for(device: torch.device | str | None = None, backend: Any = None) -> Backend:
+    """The backend owning tensors on ``device`` (default CPU): ``backend`` (a name or an
+    instance, checked to compute on ``device``) or the backend registered as the default
+    for the device's type (``cpu``, ``cuda``; another type falls back to the CPU backend's
+    rules with that device). Instances are cached per device."""
+    device = torch.device("cpu" if device is None else device)
+    if backend is not None:
+        b = get_backend(backend) if isinstance(backend, str) else backend
+        if not isinstance(b, Backend):
+            raise TypeError(f"backend must be a name or a Backend instance, got {type(b).__name__}")
+        if not _same_device(b.device, device):
+            raise ValueError(f"backend {b.name!r} computes on {b.device} but the tensors are on "
+                             f"{device}; move the model to {b.device} or pick another backend")
+        return b
+    key = (None, device.type, device.index)
+    if key not in _INSTANCES:
+        cls = _DEVICE_DEFAULTS.get(device.type)
+        _INSTANCES[key] = cls.for_device(device) if cls is not None else _OtherDevice(device)
+    return _INSTANCES[key]
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    a, b = torch.device(a), torch.device(b)
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
+class _OtherDevice(CPUBackend):
+    """A device type no backend claims (e.g. ``mps``): the CPU backend's tiers and rules
+    (its ``host`` tier keeps references, so it is no slower tier), on that device."""
+
+    compiled_kernels = False
+
+    def __init__(self, device: torch.device):
+        self._device = torch.device(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
 
 
 def get_backend(name: str = "auto") -> Backend:
