@@ -108,6 +108,18 @@ def write_dat(path: str | os.PathLike, t, x, y, p, *, header: bool = True,
     return path
 
 
+def append_dat(path: str | os.PathLike, t, x, y, p) -> None:
+    """Append events (sorted, none earlier than the file's last) to an existing ``.dat`` file:
+    long recordings are written chunk by chunk without holding them in memory."""
+    t = np.asarray(t, dtype=np.int64)
+    if t.size and (t.min() < 0 or t.max() >= 2**32 or (np.diff(t) < 0).any()):
+        raise ValueError("appended event times must be sorted and lie in [0, 2**32) us")
+    rec = np.empty(t.size, dtype=EVENT_DTYPE)
+    rec["t"], rec["xyp"] = t, pack_xyp(x, y, p)
+    with open(path, "ab") as f:
+        rec.tofile(f)
+
+
 def read_dat_header(path: str | os.PathLike) -> DatHeader:
     """Parse the ``% `` header lines (if any) and the type/size bytes after them."""
     lines: list[str] = []
