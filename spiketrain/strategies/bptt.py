@@ -44,6 +44,13 @@ class SavedBytes:
 class BPTT(Strategy):
     """Plain backpropagation through time: one autograd graph over all T steps."""
 
+    @classmethod
+    def candidates(cls, ctx):
+        """``auto``: keep everything, ``saved(T)`` bytes on the device, one call with graph."""
+        a, b = ctx.cost["g"]
+        return [ctx.candidate({}, "keep everything", {"device": ctx.saved_bytes(ctx.T)},
+                              a + b * ctx.T)]
+
     def run(self, model, inputs: Tensor, state=None):
         check_inputs(inputs)
         if state is None:
