@@ -260,17 +260,25 @@ class DiskTier(Tier):
 class Tiers:
     """The three tiers of one run, built from a budget ``{tier: bytes}`` (missing = unbounded).
 
-    ``slow`` is the tier for coarse checkpoints: ``host`` next to an accelerator, ``disk``
-    when computing on the CPU (where host RAM is the device tier itself).
+    Strategies get theirs from :meth:`spiketrain.hardware.backends.Backend.tiers`, which
+    bounds them by the backend's capacities and names the ``slow`` tier (coarse checkpoints:
+    ``host`` next to an accelerator, ``disk`` where the device tier is host RAM). Built
+    directly, ``slow`` defaults to the slow tier of the backend owning ``device``.
     """
 
     def __init__(self, budget: dict[str, int] | None = None, device: torch.device | str = "cpu",
-                 scratch: str | None = None):
+                 scratch: str | None = None, slow: str | None = None):
         budget = dict(budget or {})
         unknown = set(budget) - set(TIER_NAMES)
         if unknown:
             raise ValueError(f"unknown tier(s) {sorted(unknown)} in budget; tiers are {TIER_NAMES}")
         self.compute_device = torch.device(device)
+        if slow is None:
+            from .backends import backend_for
+            slow = backend_for(self.compute_device).slow_tier
+        if slow not in TIER_NAMES or slow == "device":
+            raise ValueError(f"slow tier must be 'host' or 'disk', got {slow!r}")
+        self._slow = slow
         self.device = DeviceTier(budget.get("device"))
         self.host = HostTier(budget.get("host"))
         self._disk_args = (budget.get("disk"), scratch)
@@ -289,7 +297,24 @@ class Tiers:
 
     @property
     def slow_name(self) -> str:
-        return "host" if self.compute_device.type == "cuda" else "disk"
+        """Name of the slow tier (coarse checkpoints)."""
+        return self._slow
+
+    def capacity(self, name: str) -> int | None:
+        """Bytes tier ``name`` may hold (None: unbounded), without creating the disk tier."""
+        if name == "disk" and self._disk is None:
+            cap = self._disk_args[0]
+            return None if cap is None else parse_size(cap)
+        return self[name].capacity
+
+    def over_capacity(self, need: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """``{tier: (needed, capacity)}`` for every tier ``need`` exceeds (empty: it fits)."""
+        out = {}
+        for name, n in need.items():
+            cap = self.capacity(name)
+            if cap is not None and n > cap:
+                out[name] = (int(n), cap)
+        return out
 
     def used(self) -> list[Tier]:
         out = [self.device, self.host]

@@ -90,7 +90,10 @@ class Checkpoint(ScheduledStrategy):
                 return cand
         return best
 
-    def plan(self, T, state_bytes, saved, device):
+    def plan_options(self, plan):
+        return {"segment": plan.notes["segment"]}
+
+    def plan(self, T, state_bytes, saved, backend):
         seg = self.choose_segment(T, state_bytes, saved)
         bounds = block_bounds(T, seg)
         nb = len(bounds) - 1

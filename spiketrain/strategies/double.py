@@ -32,7 +32,8 @@ from .scheduled import Plan, ScheduledStrategy
 class Double(ScheduledStrategy):
     """Two-level checkpointing. ``period``: steps between coarse (slow-tier) checkpoints;
     ``fine``: steps per fine segment; ``fine_slots``: fine checkpoints kept in ``device``
-    (default: all of a period); ``slow``: "disk" or "host" (default: host on CUDA, else disk).
+    (default: all of a period); ``slow``: "disk" or "host" (default: the backend's slow tier,
+    host next to an accelerator, else disk).
     Defaults: ``fine`` = checkpoint's default segment (under a device budget the longest
     fine segment that fits) and ``period = fine`` when the slow tier holds ``T / fine`` states (no period
     recomputation: fewest recomputed steps), else ``period = fine * ceil(T^(1/4))`` or the
@@ -90,8 +91,11 @@ class Double(ScheduledStrategy):
         P = max(1, self.period // q) if self.period else max(2, math.ceil(math.sqrt(T / q)))
         return q, P, self.fine_slots or max(1, P - 2)
 
-    def plan(self, T, state_bytes, saved, device):
-        slow = self.slow or ("host" if device.type == "cuda" else "disk")
+    def plan_options(self, plan):
+        return {k: plan.notes[k] for k in ("period", "fine", "fine_slots") if plan.notes[k] is not None}
+
+    def plan(self, T, state_bytes, saved, backend):
+        slow = self.slow or backend.slow_tier
         q, P, slots = self.choose(T, state_bytes, saved, slow)
         q = min(q, T)
         bounds = block_bounds(T, q)

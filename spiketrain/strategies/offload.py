@@ -5,8 +5,10 @@ and the initial state) into ``host`` or ``disk`` and unpack it in backward. Bina
 tensors (spikes, exactly 0/1) are stored bit-packed (``spikes="bits"``, 1/32 of float32)
 or as bool (``spikes="bool"``), never as float. The inputs are run ``chunk_steps`` steps at
 a time, so a sparse input is densified one chunk at a time (and its dense chunk, binary,
-is stored bit-packed). On CUDA the host tier uses pinned buffers, non-blocking copies and
-prefetches the next ``prefetch`` tensors backward will need on a side stream.
+is stored bit-packed with :func:`spiketrain.hardware.bits.pack_bits`). The tiers come from
+the backend of the model's device; where it has a copy stream (CUDA) the host tier uses
+pinned buffers and non-blocking copies, and the backend's :class:`Prefetcher` loads the
+next ``prefetch`` tensors backward will need while the current one is used.
 
 Each stored tensor is freed as soon as backward has used it; the disk tier's scratch
 folder is removed when the last one is used, on an error, or when the graph is dropped.
@@ -19,14 +21,14 @@ import weakref
 import torch
 from torch import Tensor
 
-from ..hardware.tiers import Tiers
+from ..hardware.backends import backend_for
+from ..hardware.bits import pack_bits, unpack_bits
 from ..models.base import state_flatten
 from . import inputs as inp
 from .base import Strategy
 from . import heap
 from .registry import register
-
-_SHIFTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+from .scheduled import open_tiers
 
 
 def is_binary(t: Tensor) -> bool:
@@ -38,40 +40,23 @@ def is_binary(t: Tensor) -> bool:
     return not bool(((t != 0) & (t != 1)).any())
 
 
-def pack_bits(t: Tensor) -> Tensor:
-    """0/1 tensor -> uint8 ``[ceil(n / 8)]`` (8 values per byte)."""
-    b = t.reshape(-1).to(torch.uint8)
-    pad = (-b.numel()) % 8
-    if pad:
-        b = torch.cat([b, b.new_zeros(pad)])
-    return (b.view(-1, 8) * _SHIFTS.to(b.device)).sum(1, dtype=torch.uint8)
-
-
-def unpack_bits(p: Tensor, shape, dtype) -> Tensor:
-    n = 1
-    for s in shape:
-        n *= s
-    bits = (p.unsqueeze(1) & _SHIFTS.to(p.device)).ne(0)
-    return bits.reshape(-1)[:n].reshape(shape).to(dtype)
-
-
 class _Packer:
     """The pack/unpack pair: stores each saved tensor in ``tier`` once (deduplicated by
     identity), frees it when backward has used it as often as it was packed."""
 
-    def __init__(self, tier, exclude, spikes: str, device, prefetch: int = 2, dry: bool = False):
+    def __init__(self, tier, exclude, spikes: str, device, prefetcher=None, prefetch: int = 2,
+                 dry: bool = False):
         self.tier, self.spikes, self.device, self.dry = tier, spikes, torch.device(device), dry
         self.exclude = {t.untyped_storage().data_ptr() for t in exclude}
         self.ids: dict[int, tuple[weakref.ref, int]] = {}
         self.meta: dict[int, list] = {}  # id -> [kind, shape, dtype, pending unpacks]
         self.next_id = 0
         self.bytes = 0
-        self.prefetch = prefetch if self.device.type == "cuda" else 0
-        self.inflight: dict[int, Tensor] = {}
-        self.stream = torch.cuda.Stream() if self.prefetch else None
+        self.prefetcher = prefetcher if prefetch else None  # the backend's, on a copy stream
+        self.prefetch = prefetch if self.prefetcher is not None else 0
+        self.inflight: dict[int, tuple] = {}  # id -> Prefetcher handle
         self.on_empty = None
         self.trim = lambda: None  # a heap.Trimmer during a run
-
 
     def pack(self, t: Tensor):
         if t.untyped_storage().data_ptr() in self.exclude:
@@ -96,18 +81,15 @@ class _Packer:
         return ("rec", k)
 
     def _fetch(self, k: int) -> Tensor:
-        if k in self.inflight:
-            torch.cuda.current_stream().wait_stream(self.stream)
-            t = self.inflight.pop(k)
-            t.record_stream(torch.cuda.current_stream())  # allocated on the side stream
-            return t
+        if k in self.inflight:  # queued on the copy stream: wait for it
+            return self.prefetcher.wait(self.inflight.pop(k))[0]
         return self.tier.get(k, device=self.device)[0]
 
     def _prefetch_before(self, k: int) -> None:
-        with torch.cuda.stream(self.stream):
-            for j in range(k - 1, max(-1, k - 1 - self.prefetch), -1):
-                if j in self.meta and j not in self.inflight and j in self.tier:
-                    self.inflight[j] = self.tier.get(j, device=self.device)[0]
+        for j in range(k - 1, max(-1, k - 1 - self.prefetch), -1):
+            if j in self.meta and j not in self.inflight and j in self.tier:
+                self.inflight[j] = self.prefetcher.start(
+                    lambda j=j: self.tier.get(j, device=self.device))
 
     def unpack(self, handle):
         how, v = handle
@@ -170,11 +152,14 @@ class _Stitch(torch.autograd.Function):
 class Offload(Strategy):
     """Everything autograd saves goes to ``tier`` ("host" or "disk"); spikes bit-packed.
     Options: ``spikes`` ("bits", "bool" or "float"), ``chunk_steps`` (default 256),
-    ``prefetch`` (CUDA, default 2), ``scratch`` (disk folder, default a temporary one),
-    ``trim`` (give free heap pages back when the RSS grew 256 MiB, default True)."""
+    ``prefetch`` (tensors loaded ahead where the backend has a copy stream, default 2),
+    ``scratch`` (disk folder, default a temporary one), ``trim`` (give free heap pages back
+    when the RSS grew 256 MiB, default True), ``backend`` (name or instance; default the
+    backend of the model's device)."""
 
     def __init__(self, tier: str = "host", spikes: str = "bits", chunk_steps: int = 256,
-                 prefetch: int = 2, scratch: str | None = None, trim: bool = True, **options):
+                 prefetch: int = 2, scratch: str | None = None, trim: bool = True, backend=None,
+                 **options):
         super().__init__(**options)
         if tier not in ("host", "disk"):
             raise ValueError(f"offload tier must be 'host' or 'disk', got {tier!r}")
@@ -184,6 +169,7 @@ class Offload(Strategy):
             raise ValueError(f"offload chunk_steps must be a positive integer, got {chunk_steps!r}")
         self.tier, self.spikes, self.chunk_steps = tier, spikes, chunk_steps
         self.prefetch, self.scratch, self.trim = prefetch, scratch, trim
+        self.backend = backend
 
     def _unroll(self, model, inputs, state, packer, t_end=None):
         T = inp.length(inputs) if t_end is None else t_end
@@ -208,6 +194,33 @@ class Offload(Strategy):
         sink["out"] = out
         return _Stitch.apply(sink, *taps)
 
+    @classmethod
+    def candidates(cls, ctx):
+        """``auto``: one candidate per slow tier of the backend: the bytes a dry run predicts,
+        and the seconds of runs over the probe windows (``a`` per chunk of ``chunk_steps``,
+        ``b`` per step), never below BPTT's (per step by ``offload_margin`` more): offload
+        does BPTT's work plus packing and copies."""
+        out = []
+        ga, gb = ctx.cost["g"]
+        margin = ctx.options.get("offload_margin", 0.05)
+        for tier in ctx.backend.slow_tiers:
+            s = cls(tier=tier, backend=ctx.backend)
+            need = {"device": 0, tier: s.predict(ctx.model, ctx.inputs, ctx.state)}
+            a, b = ctx.time_calls(f"offload_{tier}", s)
+            a, b = max(a, ga), max(b, gb * (1 + margin))
+            out.append(ctx.candidate({"tier": tier}, f"offload(tier={tier})", need,
+                                     -(-ctx.T // s.chunk_steps) * a + b * ctx.T))
+        return out
+
+    def backend_of(self, model, inputs):
+        """The backend owning the tiers (that of the input's or the model's device)."""
+        if inp.is_dense(inputs):
+            device = inputs.device
+        else:
+            p = next(model.parameters(), None)
+            device = p.device if p is not None else torch.device("cpu")
+        return backend_for(device, self.backend)
+
     def predict(self, model, inputs, state) -> int:
         """Bytes the tier will hold, from a dry run over 1 and 2 steps (affine in T)."""
         leaves = state_flatten(state)[0]
@@ -230,14 +243,14 @@ class Offload(Strategy):
         need = self.predict(model, inputs, state) if self.tier in self.budget else None
         if need is not None:
             self.check_budget({self.tier: need})
-        p = next(model.parameters(), None)
-        device = inputs.device if inp.is_dense(inputs) else (p.device if p is not None else "cpu")
-        tiers = Tiers(self.budget, device=device, scratch=self.scratch)
+        backend = self.backend_of(model, inputs)
+        tiers = open_tiers(self, backend, {self.tier: need} if need is not None else {})
         leaves = state_flatten(state)[0]
         excl = list(model.parameters()) + [t for t in leaves if isinstance(t, Tensor)]
         if inp.is_dense(inputs):
             excl.append(inputs)
-        packer = _Packer(tiers[self.tier], excl, self.spikes, device, self.prefetch)
+        packer = _Packer(tiers[self.tier], excl, self.spikes, backend.device,
+                         backend.prefetcher(), self.prefetch)
         if self.trim:
             packer.trim = heap.Trimmer()
         rep = self.report

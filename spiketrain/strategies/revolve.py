@@ -51,7 +51,15 @@ class Revolve(ScheduledStrategy):
             raise ValueError(f"unknown revolve schedule {schedule!r}; choose one of {SCHEDULES}")
         self.slots, self.block, self.disk_slots, self.schedule_name = slots, block, disk_slots, schedule
 
-    def plan(self, T, state_bytes, saved, device):
+    @classmethod
+    def variants(cls, T):
+        """One-step blocks are exact but slow in Python: ``sqrt(T)`` and ``T^(1/4)`` blocks."""
+        return [{"block": max(1, math.ceil(math.sqrt(T)))}, {"block": max(1, math.ceil(T ** 0.25))}]
+
+    def plan_options(self, plan):
+        return {"slots": max(1, plan.notes["slots"]), "block": plan.notes["block"]}
+
+    def plan(self, T, state_bytes, saved, backend):
         bounds = block_bounds(T, min(self.block, T))
         nb = len(bounds) - 1
         graph = saved(bounds[1] - bounds[0])
@@ -62,7 +70,7 @@ class Revolve(ScheduledStrategy):
             if cap is not None and state_bytes > 0:
                 slots = max(1, min(nb - 1, (cap - graph) // state_bytes))
         used = max(0, min(slots, nb - 1))
-        slow = "host" if device.type == "cuda" else "disk"
+        slow = backend.slow_tier
         disk = min(self.disk_slots, max(0, nb - 1))
         need = {"device": used * state_bytes + graph}
         if disk:

@@ -1,8 +1,10 @@
 """Common machinery of the recomputing strategies (checkpoint, revolve, double).
 
-A subclass turns (T, state bytes, saved-bytes model) into a :class:`Plan`: block
+A subclass turns (T, state bytes, saved-bytes model, backend) into a :class:`Plan`: block
 boundaries, a schedule of actions, which tier each storage type maps to and the bytes
-each tier will need. The plan is checked against the budget BEFORE anything runs.
+each tier will need. The plan is checked against the budget and the backend's tier
+capacities BEFORE anything runs; the tiers come from the backend of the model's device
+(:func:`spiketrain.hardware.backends.backend_for`), which also names the slow tier.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..hardware.tiers import Tiers
+from ..hardware.backends import Backend, backend_for
+from ..hardware.units import format_size
 from ..models.base import state_detach, state_flatten, state_nbytes
 from . import inputs as inp
-from .base import Strategy
+from .base import BudgetError, Strategy
 from . import heap
 from .executor import REDUCTIONS, Executor, SavedCounter, float_leaves, run_executor
 
@@ -78,6 +81,20 @@ def saved_model(model, inputs, state) -> SavedModel:
                       {1: b1, 2: b2})
 
 
+def open_tiers(strategy, backend: Backend, need: dict[str, int]):
+    """``backend``'s tiers for ``strategy`` (its budget and scratch folder); refuses with
+    :class:`BudgetError`, before anything runs, when ``need`` exceeds a tier's capacity."""
+    tiers = backend.tiers(strategy.budget, scratch=strategy.scratch)
+    over = tiers.over_capacity(need)
+    if over:
+        tiers.close()
+        parts = ", ".join(f"{t}: needs {format_size(n)} > {backend.name} capacity {format_size(c)}"
+                          for t, (n, c) in over.items())
+        raise BudgetError(f"strategy {strategy.name!r} cannot fit the {backend.name!r} backend's "
+                          f"tiers ({parts}); shorten the sequence or pick another strategy")
+    return tiers
+
+
 @dataclass
 class Plan:
     """What a strategy will do: ``schedule`` (an iterable of actions), block ``bounds``,
@@ -100,17 +117,47 @@ class ScheduledStrategy(Strategy):
     - ``verify``: check every recomputed step against the first forward (default True).
     - ``chunk_steps``: longest no-grad chunk densified at once (default 512).
     - ``scratch``: folder for the disk tier (default: a temporary folder, removed after).
+    - ``backend``: the hardware backend (name or instance) owning the tiers; default the
+      backend of the model's device.
+
+    ``auto`` considers every subclass: :meth:`candidates` plans each of :meth:`variants`
+    and prices its schedule with the probe's timings.
     """
 
     def __init__(self, budget=None, reduce: str | None = None, verify: bool = True,
-                 chunk_steps: int = 512, scratch: str | None = None, **options):
+                 chunk_steps: int = 512, scratch: str | None = None, backend=None, **options):
         super().__init__(budget=budget, **options)
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
         self.reduce, self.verify, self.chunk_steps, self.scratch = reduce, verify, chunk_steps, scratch
+        self.backend = backend
 
-    def plan(self, T: int, state_bytes: int, saved: SavedModel, device: torch.device) -> Plan:
+    def plan(self, T: int, state_bytes: int, saved: SavedModel, backend: Backend) -> Plan:
+        """The plan for ``T`` steps of a ``state_bytes`` state on ``backend``'s tiers."""
         raise NotImplementedError
+
+    # --- auto --------------------------------------------------------------------------------
+    @classmethod
+    def variants(cls, T: int) -> list[dict]:
+        """Option sets ``auto`` plans (default: the strategy's own defaults)."""
+        return [{}]
+
+    def plan_options(self, plan: Plan) -> dict:
+        """Options that reproduce ``plan`` (recorded by ``auto`` with its choice)."""
+        return {}
+
+    @classmethod
+    def candidates(cls, ctx) -> list:
+        """One candidate per :meth:`variants` entry: its plan under the budget, the bytes per
+        tier, and the seconds its schedule costs at the probe's timings."""
+        out = []
+        for opts in cls.variants(ctx.T):
+            s = cls(budget=ctx.budget, backend=ctx.backend, **opts)
+            plan = s._plan_exact(ctx.T, ctx.state_bytes, ctx.saved, ctx.backend)
+            rec, est = ctx.simulate(plan, s.chunk_steps)
+            out.append(ctx.candidate({**opts, **s.plan_options(plan)}, plan.desc, plan.need,
+                                     est, recomputed=rec))
+        return out
 
     @staticmethod
     def _device(model, inputs) -> torch.device:
@@ -119,34 +166,38 @@ class ScheduledStrategy(Strategy):
         p = next(model.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
+    def backend_of(self, model, inputs) -> Backend:
+        """The backend owning the tiers for this model and input."""
+        return backend_for(self._device(model, inputs), self.backend)
+
     def make_plan(self, model, inputs, state=None) -> Plan:
         """The plan for these inputs (no training): used by ``run`` and by the planner."""
         inp.check_inputs(inputs)
         if state is None:
             state = model.init_state(inp.batch_size(inputs))
         return self._plan_exact(inp.length(inputs), state_nbytes(state),
-                                saved_model(model, inputs, state), self._device(model, inputs))
+                                saved_model(model, inputs, state), self.backend_of(model, inputs))
 
-    def _plan_exact(self, T, S, saved, device) -> Plan:
+    def _plan_exact(self, T, S, saved, backend: Backend) -> Plan:
         """Plan, then measure the saved bytes of the chosen block lengths exactly and
         re-plan until the plan only uses measured lengths (at most a few rounds)."""
-        plan = self.plan(T, S, saved, device)
+        plan = self.plan(T, S, saved, backend)
         for _ in range(3):
             lengths = {b - a for a, b in zip(plan.bounds[:-1], plan.bounds[1:])}
             if not saved.measure(lengths):
                 break
-            plan = self.plan(T, S, saved, device)
+            plan = self.plan(T, S, saved, backend)
         return plan
 
     def run(self, model, inputs, state=None):
         inp.check_inputs(inputs)
         if state is None:
             state = model.init_state(inp.batch_size(inputs))
-        device = self._device(model, inputs)
+        backend = self.backend_of(model, inputs)
         T = inp.length(inputs)
-        plan = self._plan_exact(T, state_nbytes(state), saved_model(model, inputs, state), device)
+        plan = self._plan_exact(T, state_nbytes(state), saved_model(model, inputs, state), backend)
         self.check_budget(plan.need)
-        tiers = Tiers(self.budget, device=device, scratch=self.scratch)
+        tiers = open_tiers(self, backend, plan.need)
         rep = self.report
         rep.steps, rep.schedule = T, plan.desc
         rep.notes.update(plan.notes)
