@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .compiled import as_numpy as _np
+from .compiled import available, jit
 
 MODES = ("auto", "sparse", "dense")
 
@@ -72,9 +76,8 @@ class SparseIndex:
     def from_dense(cls, x: Tensor, binary: bool | None = None) -> "SparseIndex":
         """``x [R, n_in]`` -> its nonzero entries (row-major). ``binary=True`` skips reading
         the active values (bool inputs are binary)."""
-        from . import lif_kernels
-        if lif_kernels.available(x if x.dtype != torch.bool else None) and x.device.type == "cpu":
-            rows, cols, vals = lif_kernels.nonzero_index(x, binary)
+        if available(x if x.dtype != torch.bool else None) and x.device.type == "cpu":
+            rows, cols, vals = nonzero_index(x, binary)
             return cls(rows, cols, vals, x.shape)
         n_in = x.shape[1]
         flat = x.reshape(-1)
@@ -144,9 +147,8 @@ class SparseIndex:
         n_in = self.shape[1]
         if self.nnz == 0:
             return grad_out.new_zeros(grad_out.shape[1], n_in)
-        from . import lif_kernels
-        if lif_kernels.available(grad_out):
-            return lif_kernels.scatter_grad(self.rows, self.cols, self.vals, grad_out, n_in)
+        if available(grad_out):
+            return scatter_grad(self.rows, self.cols, self.vals, grad_out, n_in)
         idx = torch.stack([self.cols.long(), self.rows.long()])
         vals = self.vals if self.vals is not None else grad_out.new_ones(self.nnz)
         xt = torch.sparse_coo_tensor(idx, vals.to(grad_out.dtype), (n_in, self.shape[0]),
@@ -198,3 +200,76 @@ def spike_linear(spikes: Tensor, weight: Tensor, mode: str = "auto") -> Tensor:
         raise ValueError(f"spikes have {spikes.shape[-1]} inputs but weight expects {weight.shape[1]}")
     m = choose_mode(spikes, mode)
     return _SpikeLinear.apply(spikes, weight, m)
+
+
+# ---------------------------------------------------------------- compiled CPU kernels (numba)
+@jit
+def _scan(x, rows, cols, vals, keep_vals):
+    R, N = x.shape
+    m = 0
+    binary = True
+    for r in range(R):
+        for i in range(N):
+            xi = x[r, i]
+            if xi != 0:
+                rows[m] = r
+                cols[m] = i
+                if keep_vals:
+                    vals[m] = xi
+                    if xi != 1:
+                        binary = False
+                m += 1
+    return m, binary
+
+
+@jit
+def _count(x):
+    R, N = x.shape
+    m = 0
+    for r in range(R):
+        for i in range(N):
+            if x[r, i] != 0:
+                m += 1
+    return m
+
+
+@jit
+def _scatter(gT, rows, cols, vals, g, has_vals):
+    H = g.shape[1]
+    for q in range(rows.shape[0]):
+        r, c = rows[q], cols[q]
+        if has_vals:
+            w = vals[q]
+            for i in range(H):
+                gT[c, i] += w * g[r, i]
+        else:
+            for i in range(H):
+                gT[c, i] += g[r, i]
+
+
+def nonzero_index(x: Tensor, binary: bool | None = None):
+    """Entries of ``x [R, N]`` (CPU) that are not zero, row-major, in one compiled pass:
+    ``(rows int32, cols int32, vals or None)``; ``vals`` is None for bool inputs, when
+    ``binary`` is True, or (``binary`` None) when every active value is 1."""
+    xn = _np(x.contiguous())
+    if x.dtype == torch.bool:
+        xn = xn.view(np.uint8)
+    nnz = _count(xn)
+    rows = np.empty(nnz, dtype=np.int32)
+    cols = np.empty(nnz, dtype=np.int32)
+    keep = not (binary or x.dtype == torch.bool)
+    vals = np.empty(nnz if keep else 0, dtype=xn.dtype)
+    _, all_one = _scan(xn, rows, cols, vals, keep)
+    v = torch.from_numpy(vals) if keep and not (binary is None and all_one) else None
+    return torch.from_numpy(rows), torch.from_numpy(cols), v
+
+
+def scatter_grad(rows: Tensor, cols: Tensor, vals: Tensor | None, g: Tensor,
+                 n_in: int) -> Tensor:
+    """``g^T @ x`` for a sparse ``x`` given by ``(rows, cols, vals)`` (CPU): ``g [R, H] ->
+    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator)."""
+    gT = torch.zeros(n_in, g.shape[1], dtype=g.dtype)
+    has = vals is not None
+    vn = _np(vals.to(g.dtype)) if has else np.empty(0, dtype=_np(g).dtype)
+    _scatter(_np(gT), _np(rows), _np(cols), vn, _np(g.contiguous()), has)
+    return gT.t()

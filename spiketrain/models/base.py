@@ -59,7 +59,24 @@ class RecurrentModel(nn.Module):
     Subclasses implement :meth:`init_state` and :meth:`step`; they may override
     :meth:`chunk` with a faster multi-step path that returns exactly what the step
     loop returns. Inputs and outputs are time-major: ``x [T, B, ...] -> y [T, B, ...]``.
+
+    Capabilities strategies may ask for (never the model's type):
+
+    - ``fast_paths`` (default True): a model with hand-written kernels (e.g. a fused
+      multi-step autograd node) uses them in :meth:`chunk`; :meth:`set_fast_paths` (False)
+      makes it run its plain step ops instead, for backends that differentiate those
+      themselves (IPU).
+    - ``takes_sparse_input`` (default False): :meth:`chunk` accepts a
+      :class:`~spiketrain.hardware.spikes.SparseSpikes` window as well as a dense tensor.
     """
+
+    fast_paths: bool = True
+    takes_sparse_input: bool = False
+
+    def set_fast_paths(self, enabled: bool) -> "RecurrentModel":
+        """Use (True) or bypass (False) this model's own fast kernels; returns the model."""
+        self.fast_paths = bool(enabled)
+        return self
 
     def init_state(self, batch_size: int) -> State:  # pragma: no cover - abstract
         """Initial state for a batch of ``batch_size`` sequences."""

@@ -1,9 +1,11 @@
-"""Input views for strategies: a dense Tensor ``[T, B, ...]`` or a sparse/lazy spike train.
+"""The one input adapter of the strategies: a dense Tensor ``[T, B, ...]`` or a sparse/lazy
+spike train, handed to a model as it declares it wants it.
 
-Anything with ``.shape`` (``[T, B, N]``) and ``.dense(t0, t1) -> Tensor [t1-t0, B, N]``
+Anything with ``.shape`` (``[T, B, ...]``) and ``.dense(t0, t1) -> Tensor [t1-t0, B, ...]``
 (e.g. :class:`spiketrain.hardware.spikes.SparseSpikes`, or a spike source that generates
 its segments on demand) is densified one segment at a time, so a T = 1,000,000 input is
-never materialised as a dense tensor.
+never materialised as a dense tensor. A model whose ``takes_sparse_input`` is True gets a
+SparseSpikes window (``.slice(t0, t1)``) instead: no dense copy at all.
 """
 from __future__ import annotations
 
@@ -43,10 +45,10 @@ def segment(inputs, t0: int, t1: int, dtype: torch.dtype = torch.float32) -> Ten
 
 
 def takes_spike_trains(model) -> bool:
-    """True for models whose ``chunk`` takes a SparseSpikes window directly (the RSNN: its
-    fused layers project sparse inputs from the indices, bit-identical to the dense path)."""
-    from ..models.rsnn import RSNN
-    return isinstance(model, RSNN)
+    """True for models whose ``chunk`` takes a SparseSpikes window directly: they declare it
+    with ``takes_sparse_input = True`` (e.g. the RSNN, whose fused layers project sparse
+    inputs from the indices, bit-identical to the dense path)."""
+    return bool(getattr(model, "takes_sparse_input", False))
 
 
 def window(model, inputs, t0: int, t1: int, dtype: torch.dtype = torch.float32):

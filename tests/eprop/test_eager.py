@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import spiketrain as st
-from spiketrain.hardware.lif_kernels import ENV
+from spiketrain.hardware.compiled import ENV
 from spiketrain.strategies.eprop import NotDiagonalError
 
 from .common import bptt_grads, eprop_grads, make_data, make_model, step_ce

@@ -2,8 +2,10 @@
 import pytest
 import torch
 
+from spiketrain.hardware import compiled
 from spiketrain.hardware.bits import SpikeStore, pack_bits, unpack_bits
-from spiketrain.hardware.sparse import choose_mode, set_sparse_max_rate, spike_linear
+from spiketrain.hardware.sparse import (choose_mode, nonzero_index, scatter_grad,
+                                        set_sparse_max_rate, spike_linear)
 import spiketrain.hardware.sparse as sparse_mod
 
 
@@ -73,3 +75,21 @@ def test_spike_store_sizes_and_ranges():
         assert s.nbytes == nbytes
         assert torch.equal(s.load(torch.float32), z.float())
         assert torch.equal(s.load_range(3, 7, torch.float32), z[3:7].float())
+
+
+@pytest.mark.skipif(not compiled.available(torch.zeros(1)), reason="numba not importable")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_nonzero_index_and_scatter(dtype):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(50, 40, generator=g) < 0.1)
+    x = x.to(dtype) if dtype == torch.bool else x * torch.randint(1, 3, x.shape, generator=g)
+    rows, cols, vals = nonzero_index(x)
+    nz = x.nonzero()
+    assert torch.equal(rows.long(), nz[:, 0]) and torch.equal(cols.long(), nz[:, 1])
+    if dtype == torch.bool:
+        assert vals is None
+    else:
+        assert torch.equal(vals, x[nz[:, 0], nz[:, 1]])
+    gout = torch.randn(50, 7, generator=g)
+    gw = scatter_grad(rows, cols, vals, gout, 40)
+    assert torch.allclose(gw, gout.t() @ x.float(), atol=1e-5)

@@ -70,7 +70,7 @@ def test_errors_name_the_fix():
         resolve("nope")
     with pytest.raises(ValueError, match="cannot import model module"):
         resolve("no_such_pkg_xyz.cells:Cell")
-    with pytest.raises(ValueError, match="has no class"):
+    with pytest.raises(ValueError, match="has no model class"):
         resolve("spiketrain.models.rsnn:Nope")
     with pytest.raises(ValueError, match="rejected its options"):
         build("rsnn", hiden=3)

@@ -2,7 +2,7 @@
 
 :class:`.strategy.EProp` runs this path when the model is not on the CPU (the compiled trace
 kernels are CPU only) or when ``SPIKETRAIN_KERNELS=torch`` is set
-(``spiketrain.hardware.lif_kernels.ENV``, the switch of the compiled neuron kernels too).
+(``spiketrain.hardware.compiled.ENV``, the switch of the compiled neuron kernels too).
 Per chunk of ``K`` steps: each layer runs forward with its own ``dynamics`` (no autograd
 graph), the per-neuron Jacobians come from :func:`.jacobian.neuron_jacobians`, the readout
 and per-step losses give the learning signals, and per layer one backward sweep over the
@@ -17,7 +17,9 @@ import os
 import torch
 from torch import Tensor
 
-from ...hardware.lif_kernels import ENV
+from ...hardware.compiled import ENV
+from ...models.snn.readout import leaky_scan
+from .. import inputs as inp
 from .eager_traces import ChunkAdjoint, SynapseTrace
 from .jacobian import check_diagonal, neuron_jacobians
 
@@ -40,19 +42,6 @@ def need_bytes(model, B: int, n_in: int, itemsize: int, chunk: int) -> int:
         total += K * B * (n_pre + H * (C * C + 4 * C + 6)) * itemsize
         n_pre = H
     return total
-
-
-def _segment(inputs, t0: int, t1: int, dtype, device) -> Tensor:
-    """Dense chunk ``[t1 - t0, B, N]`` of a dense tensor or ``SparseSpikes`` train."""
-    if isinstance(inputs, Tensor):
-        return inputs.detach()[t0:t1].to(device=device, dtype=dtype)
-    return inputs.dense(t0, t1, dtype=dtype).to(device)
-
-
-def _readout(model):
-    def f(o: Tensor, z: Tensor) -> Tensor:
-        return model.kappa * o + z @ model.w_out.t() + model.b_out
-    return f
 
 
 def _forward(layer, h, q: Tensor):
@@ -83,11 +72,14 @@ def _forward(layer, h, q: Tensor):
     return h, rec
 
 
-def run(strat, model, inputs, state=None):
-    """e-prop over ``inputs [T, B, n_in]`` for ``strat`` (an :class:`.strategy.EProp` whose
-    online loss, model and targets are already checked); returns the summed loss whose
-    backward hands out the gradients, and fills ``strat.report`` like the compiled path."""
-    from .strategy import _EPropLoss, _check_structure, _param_grads  # strategy imports this module
+def run(strat, model, inputs, state, step_loss, targets):
+    """e-prop over ``inputs [T, B, n_in]`` for ``strat`` (an :class:`.strategy.EProp`; the
+    online loss, model and targets are already checked); returns ``OnlineResult(loss,
+    readout)`` (the loss's backward hands out the gradients) and fills ``strat.report`` like
+    the compiled path."""
+    from ..base import OnlineResult
+    from .strategy import (_EPropLoss, _check_structure, _param_grads,  # strategy imports this
+                           readout_reducer)
 
     if strat.factorise is True:
         raise ValueError("eprop factorise=True needs the compiled CPU trace kernels, which do "
@@ -119,14 +111,13 @@ def run(strat, model, inputs, state=None):
     zbar = torch.zeros_like(hs[-1][-1])
     mbar = 0.0
     total = o.new_zeros(())
-    logit = None
+    reducer = readout_reducer(model)
     key = (id(model), tuple(id(l) for l in layers), dtype, "eager")
     verify = strat.check and key not in strat._verified
-    readout = getattr(model, "_readout", None) or _readout(model)
     for t0 in range(0, T, strat.chunk):
         t1 = min(T, t0 + strat.chunk)
-        x = _segment(inputs, t0, t1, dtype, device)
-        y = strat.targets[t0:t1]
+        x = inp.segment(inputs, t0, t1, dtype).to(device=device, dtype=dtype)
+        y = targets[t0:t1]
         if verify:
             with torch.no_grad():
                 _, o_ref = model.step((*hs, o), x[0])
@@ -137,26 +128,23 @@ def run(strat, model, inputs, state=None):
             fwd.append((q, rec))
             q = rec["z"]
         z_top = q
-        with torch.no_grad():
-            os_ = []
-            for z_t in z_top.unbind(0):
-                o = readout(o, z_t)
-                os_.append(o)
-            oc = torch.stack(os_)
+        oc = model.readout_chunk(o, z_top)  # [K, B, C], the model's own readout
+        o = oc[-1]
         if verify:
             _check_structure(model, oc[0], o_ref)
         # ---- per-step losses and their gradient [K, B, n_out] wrt the readout
-        loss_c, g = strat._losses(oc, y, verify)
+        loss_c, g = strat._losses(oc, y, step_loss, verify)
         total = total + loss_c
-        logit = strat._reduce(model, oc, logit, t0 == 0)
+        if reducer is not None:
+            reducer.update(oc)
         # ---- readout (exact): o_t = sum_s kappa^{t-s} (W z_s + b)
-        zb, mb = [], []
-        for z_t in z_top.unbind(0):
-            zbar = kappa * zbar + z_t
+        zb = leaky_scan(z_top, zbar, kappa)
+        zbar = zb[-1]
+        mb = []
+        for _ in range(z_top.shape[0]):
             mbar = kappa * mbar + 1.0
-            zb.append(zbar)
             mb.append(mbar)
-        g_out.addmm_(g.reshape(-1, g.shape[-1]).t(), torch.stack(zb).reshape(-1, zbar.shape[-1]))
+        g_out.addmm_(g.reshape(-1, g.shape[-1]).t(), zb.reshape(-1, zbar.shape[-1]))
         g_b += (g.sum(1) * g.new_tensor(mb).unsqueeze(1)).sum(0)
         # ---- learning signals, top layer down
         L = g @ w_out
@@ -176,9 +164,6 @@ def run(strat, model, inputs, state=None):
         if verify:
             strat._verified.add(key)
         verify = False
-    if getattr(model, "readout", None) == "mean":
-        logit = logit / T
-    strat.logits = logit
     params, grads = _param_grads(model, layers, traces, g_out, g_b)
     held = sum((0 if t.u is None else t.u.nbytes) + t.grad_t.nbytes
                + (0 if t._spare is None else t._spare.nbytes) for ts in traces for t in ts)
@@ -190,5 +175,5 @@ def run(strat, model, inputs, state=None):
                           "trace_bytes": held,
                           "compiled": [False] * len(layers),
                           "eager": True}
-    strat.final_state = (*hs, o)
-    return _EPropLoss.apply(grads, total, *params)
+    return OnlineResult(_EPropLoss.apply(grads, total, *params),
+                        None if reducer is None else reducer.value())

@@ -10,15 +10,15 @@ dtype, cached on disk). Shapes use ``K`` steps per chunk, ``B`` batch rows, ``H`
 - :func:`scatter`: presynaptic events (nonzeros of ``q``) add per-neuron rows to the
   gradient and the trace; work proportional to the number of events.
 - :func:`project`: input current ``q W^T`` from events.
-- :func:`lif_chunk` (in :mod:`.neuron_kernels`, re-exported): LIF/ALIF forward over a chunk
-  with the reduced per-neuron Jacobians.
+
+Neuron maths is not here: a layer's compiled forward with its Jacobians is the layer's own
+capability (``layer.eprop_kernel()``, e.g. :mod:`spiketrain.models.snn.eprop_kernel`).
 """
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
 _BLOCK = 256  # neurons per block in the sweep (its working set stays in L1/L2)
 
 
@@ -358,18 +358,3 @@ def project(ptr, steps, vals, w_t, out):
                 val = vals[e]
                 for i in range(H):
                     o[i] += val * w[i]
-
-
-@nb.njit(cache=True)
-def leaky(x, kappa, y0, out):
-    """``out_s = kappa out_{s-1} + x_s`` with ``out_{-1} = y0``; x/out ``[K, M]``, y0 ``[M]``."""
-    K, M = x.shape
-    for s in range(K):
-        o = out[s]
-        xs = x[s]
-        prev = y0 if s == 0 else out[s - 1]
-        for i in range(M):
-            o[i] = kappa * prev[i] + xs[i]
-
-
-from .neuron_kernels import lif_chunk  # noqa: E402,F401  (re-exported)

@@ -7,17 +7,16 @@ Two sources of the per-neuron matrices, same result:
   (:func:`.jacobian.neuron_jacobians`). The trace keeps every state component
   (``R = C + 1``), or, when the Jacobians show it (:func:`factorisable`), only the
   readout-filtered spike trace per synapse (:class:`.traces.FactorisedTrace`).
-- :class:`CompiledLayer` (exactly ``LIFLayer`` / ``ALIFLayer``): one compiled loop
-  (:func:`.kernels.lif_chunk`) does the forward and writes the Jacobians of the same update,
-  with the spike's trace eliminated (``R = C``). On the first chunk the strategy checks them
-  against the automatic ones (:meth:`CompiledLayer.check`).
+- :class:`CompiledLayer` (a layer whose ``eprop_kernel()`` is not None, e.g. an unmodified
+  ``LIFLayer`` / ``ALIFLayer``): the layer's compiled kernel does the forward and writes the
+  Jacobians of the same update, with the spike's trace eliminated (``R = C``). On the first
+  chunk the strategy checks them against the automatic ones (:meth:`CompiledLayer.check`).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ...models.neurons import ALIFLayer, LIFLayer
 from . import kernels
 from .jacobian import check_diagonal, neuron_jacobians
 from .traces import ChunkSystem, Pre
@@ -28,12 +27,13 @@ class NotFactorisableError(ValueError):
 
 
 def input_current(layer, pre: Pre) -> Tensor:
-    """``q [K, B, n] -> [K, B, H]``: event-driven for sparse (spiking) ``q`` into the
-    built-in layers (whose ``input_current`` is ``q W_in^T``)."""
-    if type(layer) in (LIFLayer, ALIFLayer) and not pre.dense(0.1):
+    """``q [K, B, n] -> [K, B, H]``: event-driven for sparse (spiking) ``q`` into a layer
+    whose ``input_weight()`` says its ``input_current`` is the plain ``q W_in^T``."""
+    w_in = layer.input_weight() if hasattr(layer, "input_weight") else None
+    if w_in is not None and w_in.device.type == "cpu" and not pre.dense(0.1):
         K, B, _ = pre.shape
-        out = layer.w_in.new_zeros(K, B, layer.w_in.shape[0])
-        w_t = layer.w_in.detach().t().contiguous()
+        out = w_in.new_zeros(K, B, w_in.shape[0])
+        w_t = w_in.detach().t().contiguous()
         kernels.project(*pre.events, w_t.numpy(), out.numpy())
         return out
     with torch.no_grad():
@@ -168,41 +168,36 @@ class GenericLayer:
         return self.h
 
 
-def _surrogate(layer) -> tuple[int, float]:
-    from ...models.surrogates import SURROGATE_GRADS
-    return kernels.SURROGATES[layer.surrogate], float(SURROGATE_GRADS[layer.surrogate][1])
+def eprop_kernel(layer, device):
+    """The layer's compiled e-prop kernel (``layer.eprop_kernel()``) on the CPU, else None."""
+    fn = getattr(layer, "eprop_kernel", None)
+    return fn() if (fn is not None and torch.device(device).type == "cpu") else None
 
 
 class CompiledLayer:
-    """``LIFLayer`` / ``ALIFLayer`` through :func:`.kernels.lif_chunk` (CPU)."""
+    """A layer with a compiled e-prop kernel (``layer.eprop_kernel()``, CPU)."""
 
     factorised = False
 
     @staticmethod
     def supports(layer, device) -> bool:
-        return type(layer) in (LIFLayer, ALIFLayer) and device.type == "cpu" and \
-            layer.surrogate in kernels.SURROGATES
+        return eprop_kernel(layer, device) is not None
 
-    def __init__(self, layer, h, kappa: float):
+    def __init__(self, layer, h, kappa: float, kernel=None):
         self.layer, self.kappa = layer, kappa
-        self.alif = isinstance(layer, ALIFLayer)
-        self.C = 3 if self.alif else 2
-        v = h[0].detach().clone().contiguous()
-        z = h[-1].detach().clone().contiguous()
-        a = h[1].detach().clone().contiguous() if self.alif else torch.zeros_like(v)
-        self.v, self.a, self.z = v, a, z
-        self.psi = torch.zeros_like(v)
+        self.kernel = kernel if kernel is not None else layer.eprop_kernel()
+        self.C = self.kernel.C
+        self.v, self.a, self.z, self.psi = self.kernel.buffers(h)
         self.rec_w = getattr(layer, "w_rec", None) is not None
         self.w_rec_t = (layer.w_rec.detach().t().contiguous() if self.rec_w
-                        else v.new_zeros(1, 1))
+                        else self.v.new_zeros(1, 1))
 
     @property
     def R(self) -> int:
         return self.C
 
     def forward(self, pre: Pre, record: bool = False) -> Tensor:
-        layer = self.layer
-        i_in = input_current(layer, pre).contiguous()
+        i_in = input_current(self.layer, pre).contiguous()
         K, B, H = i_in.shape
         R = self.C
         consts = getattr(self, "_K", None) != K
@@ -215,14 +210,9 @@ class CompiledLayer:
         kr = K if record else 0
         self.h_rec = i_in.new_empty(kr, 2, B, H)
         self.cur_rec = i_in.new_empty(kr, B, H)
-        kind, scale = _surrogate(layer)
-        kernels.lif_chunk(
-            i_in.numpy(), self.w_rec_t.numpy(), self.rec_w, self.v.numpy(), self.a.numpy(),
-            self.z.numpy(), self.psi.numpy(), layer.beta, layer.threshold,
-            layer.reset == "subtract", self.alif, float(getattr(layer, "rho", 0.0)),
-            float(getattr(layer, "adapt", 0.0)), kind, scale, self.kappa, self.z_out.numpy(),
-            self.z_prev.numpy(), self.A.numpy(), self.c.numpy(), self.h_rec.numpy(),
-            self.cur_rec.numpy(), consts)
+        self.kernel.chunk(i_in, self.w_rec_t, self.rec_w, self.v, self.a, self.z, self.psi,
+                          self.kappa, self.z_out, self.z_prev, self.A, self.c, self.h_rec,
+                          self.cur_rec, consts)
         return self.z_out
 
     def system(self, L: Tensor, verify: bool) -> ChunkSystem:
@@ -239,14 +229,15 @@ class CompiledLayer:
         if K == 0:
             raise RuntimeError("CompiledLayer.check needs forward(record=True)")
         layer = self.layer
-        hp = [self.h_rec[:, 0]] + ([self.h_rec[:, 1]] if self.alif else []) + [self.z_prev]
+        hp = self.kernel.recorded(self.h_rec, self.z_prev)
         with torch.no_grad():
             out = layer.dynamics(tuple(h.reshape(-1, h.shape[-1]) for h in hp),
                                  self.cur_rec.reshape(-1, self.cur_rec.shape[-1]))
-        v_next = out[0].view_as(self.z_out)
-        thr = layer.threshold + (layer.adapt * out[1].view_as(v_next) if self.alif else 0.0)
-        near = (v_next - thr).abs() < 1e-4 * max(abs(layer.threshold), 1.0)
-        same_z = (out[-1].view_as(self.z_out) == self.z_out) | near
+        out = [o.view_as(self.z_out) for o in out]
+        v_next = out[0]
+        thr = self.kernel.threshold(out)
+        near = (v_next - thr).abs() < 1e-4 * self.kernel.threshold_scale
+        same_z = (out[-1] == self.z_out) | near
         v_ref = torch.cat([hp[0][1:], self.v.unsqueeze(0)])
         if not (bool(same_z.all()) and torch.allclose(v_next, v_ref, rtol=1e-4, atol=1e-5)):
             raise TypeError(f"eprop: the compiled {type(layer).__name__} update does not match "
@@ -259,6 +250,4 @@ class CompiledLayer:
                             f"automatic differentiation (max error {float(err):.3g})")
 
     def state(self):
-        if self.alif:
-            return (self.v.clone(), self.a.clone(), self.z.clone())
-        return (self.v.clone(), self.z.clone())
+        return self.kernel.state(self.v, self.a, self.z)

@@ -3,6 +3,9 @@
 ``loss = st.unroll(model, x, strategy="eprop", step_loss=fn, targets=y)`` runs the model
 forward once, keeping per-synapse eligibility traces instead of the history, and returns
 ``sum_t fn(o_t, y[t])``; ``loss.backward()`` puts the e-prop gradients into ``.grad``.
+:meth:`EProp.run` returns :class:`~spiketrain.strategies.base.OnlineResult` ``(loss,
+readout)`` (``st.strategies.unroll_online``), the readout reduced over time by the model's
+``readout_reducer()``; nothing of a call is stored on the strategy but its report.
 
 Supported models: stacks of per-neuron layers (``state_names``, ``init_state``,
 ``input_current``, ``recurrent_current``, ``dynamics``; e.g. LIF, ALIF or a custom neuron)
@@ -17,8 +20,9 @@ Gradients:
   memory. For one layer without recurrent weights this *is* the BPTT gradient.
 - lower layers get ``L`` through the same-step path ``z^l_t -> I^{l+1}_t -> z^{l+1}_t``.
 
-Per chunk of ``chunk`` steps: each layer runs forward (:mod:`.layers`: compiled for
-``LIFLayer``/``ALIFLayer``, the layer's ``dynamics`` plus autograd Jacobians otherwise), the
+Per chunk of ``chunk`` steps: each layer runs forward (:mod:`.layers`: the layer's compiled
+kernel when it offers one, ``layer.eprop_kernel()``, e.g. an unmodified LIF/ALIF layer; the
+layer's ``dynamics`` plus autograd Jacobians otherwise), the
 readout and losses give the learning signals, and per layer one backward sweep over the
 chunk's per-neuron matrices and one pass over each per-synapse trace (:mod:`.traces`,
 :mod:`.kernels`) add the chunk's gradient, compiled with numba. A model off the CPU, or any
@@ -32,9 +36,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..base import Strategy
+from ...models.snn.readout import leaky_scan
+from .. import inputs as inp
+from ..base import OnlineResult, Strategy
 from ..registry import register
-from . import eager, kernels
+from . import eager
 from .layers import CompiledLayer, GenericLayer
 from .traces import FactorisedTrace, Pre, SynapseTrace
 
@@ -76,21 +82,35 @@ def _check_structure(model, o_first: Tensor, o_ref: Tensor) -> None:
                         f"strategy='bptt' for this model")
 
 
-def _segment(inputs, t0: int, t1: int, dtype) -> Pre:
-    if isinstance(inputs, Tensor):
-        return Pre(inputs.detach()[t0:t1].to(dtype))
-    return Pre(None, sparse=inputs.slice(t0, t1), dtype=dtype)
+def _segment(model, inputs, t0: int, t1: int, dtype) -> Pre:
+    """Presynaptic signal of layer 0 over steps ``t0:t1``, from the input adapter: a
+    SparseSpikes window's events straight from its indices when the model takes sparse input,
+    else the dense segment."""
+    w = inp.window(model, inputs, t0, t1, dtype)
+    if isinstance(w, Tensor):
+        return Pre(w.to(dtype))
+    return Pre(None, sparse=w, dtype=dtype)
 
 
-def _readout(model):
-    def f(o: Tensor, z: Tensor) -> Tensor:
-        return model.kappa * o + z @ model.w_out.t() + model.b_out
-    return f
+def readout_reducer(model):
+    """The model's running reduction over time (``model.readout_reducer()``), or None."""
+    fn = getattr(model, "readout_reducer", None)
+    return fn() if fn is not None else None
+
+
+def check_step_loss(step_loss, targets, T: int) -> None:
+    """Refuse a missing online loss or targets that are not time-major with ``T`` steps."""
+    if step_loss is None or targets is None:
+        raise ValueError("eprop needs an online loss: unroll(model, x, strategy='eprop', "
+                         "step_loss=fn, targets=y) with fn(o_t, y[t]) -> scalar")
+    if len(targets) != T:
+        raise ValueError(f"targets must be time-major with T={T} steps (one per input step), "
+                         f"got {len(targets)}; repeat a label over time for per-step loss")
 
 
 def check_model(model) -> None:
     """Raise a clear error unless e-prop supports ``model`` (layers + leaky readout)."""
-    missing = [a for a in ("layers", "w_out", "b_out", "kappa", "init_state")
+    missing = [a for a in ("layers", "w_out", "b_out", "kappa", "init_state", "readout_chunk")
                if not hasattr(model, a)]
     if missing:
         raise TypeError(f"eprop supports models made of per-neuron layers and a leaky readout "
@@ -127,9 +147,9 @@ class EProp(Strategy):
         per-neuron factor, see :class:`.traces.FactorisedTrace`) for every layer whose
         Jacobians allow it; ``True`` requires it; ``False`` never uses it. The eager path
         never factorises: there ``"auto"``/``False`` are the same and ``True`` is refused.
-    compiled: run ``LIFLayer``/``ALIFLayer`` through the compiled kernel (default True);
-        False differentiates their ``dynamics`` like any custom neuron. Ignored on the eager
-        path (which always differentiates ``dynamics``).
+    compiled: run layers that offer a compiled kernel (``layer.eprop_kernel()``, e.g. LIF/ALIF)
+        through it (default True); False differentiates their ``dynamics`` like any custom
+        neuron. Ignored on the eager path (which always differentiates ``dynamics``).
     """
 
     online = True
@@ -143,10 +163,8 @@ class EProp(Strategy):
             raise ValueError(f"eprop factorise must be 'auto', True or False, got {factorise!r}")
         self.chunk, self.check, self.factorise = int(chunk), bool(check), factorise
         self.compiled = bool(compiled)
-        self.step_loss = self.targets = None
-        self.logits = None
         self._verified: set = set()
-        self._vmap_ok = None  # step_loss evaluated for all steps of a chunk at once
+        self._vmap_ok: dict = {}  # per step_loss: evaluated for all steps of a chunk at once
         self._pool: list = []  # trace buffers kept between calls (see release())
 
     # ------------------------------------------------------------------ planning
@@ -195,19 +213,16 @@ class EProp(Strategy):
             return [FactorisedTrace(B, H, eng.C - 1, n, dtype, device, self._pool) for n in pres]
         return [SynapseTrace(B, H, eng.R, n, dtype, device, self._pool) for n in pres]
 
-    def run(self, model, inputs, state=None):
-        if self.step_loss is None or self.targets is None:
-            raise ValueError("eprop needs an online loss: unroll(model, x, strategy='eprop', "
-                             "step_loss=fn, targets=y) with fn(o_t, y[t]) -> scalar")
-        check_model(model)
+    def run(self, model, inputs, state=None, *, step_loss=None, targets=None) -> OnlineResult:
+        """e-prop over ``inputs [T, B, n_in]`` with ``step_loss(o_t, targets[t]) -> scalar``
+        and time-major ``targets``: ``OnlineResult(loss, readout [B, C] or None)``."""
         T, B = int(inputs.shape[0]), int(inputs.shape[1])
-        if len(self.targets) != T:
-            raise ValueError(f"targets must be time-major with T={T} steps (one per input step), "
-                             f"got {len(self.targets)}; repeat a label over time for per-step loss")
+        check_step_loss(step_loss, targets, T)
+        check_model(model)
         dtype = model.w_out.dtype
         device = model.w_out.device
         if eager.wanted(device):  # off the CPU or SPIKETRAIN_KERNELS=torch: plain PyTorch ops
-            return eager.run(self, model, inputs, state)
+            return eager.run(self, model, inputs, state, step_loss, targets)
         need = self.need_bytes(model, B, int(inputs.shape[2]), torch.finfo(dtype).bits // 8, T)
         self.check_budget({"device": need})
         if state is None:
@@ -221,18 +236,17 @@ class EProp(Strategy):
         w_out = model.w_out.detach()
         g_out = torch.zeros_like(w_out)
         g_b = torch.zeros_like(model.b_out)
-        zbar = torch.zeros_like(hs[-1][-1]).reshape(-1)
+        zbar = torch.zeros_like(hs[-1][-1]).reshape(1, -1)
         mbar = 0.0
         total = o.new_zeros(())
-        logit = None
+        reducer = readout_reducer(model)
         key = (id(model), tuple(id(l) for l in layers), dtype)
         verify = self.check and key not in self._verified
-        kap = torch.tensor(kappa, dtype=dtype).numpy()[()]
         for t0 in range(0, T, self.chunk):
             t1 = min(T, t0 + self.chunk)
             first, last = t0 == 0, t1 == T
-            x = _segment(inputs, t0, t1, dtype)  # presynaptic signal of layer 0
-            y = self.targets[t0:t1]
+            x = _segment(model, inputs, t0, t1, dtype)  # presynaptic signal of layer 0
+            y = targets[t0:t1]
             if verify:
                 with torch.no_grad():
                     _, o_ref = model.step((*[e.state() for e in engines], o), x.q[0])
@@ -243,22 +257,18 @@ class EProp(Strategy):
                 pre.append(Pre(q))
             z_top = q
             K = t1 - t0
-            with torch.no_grad():
-                drive = torch.addmm(model.b_out.detach(), z_top.reshape(K * B, -1), w_out.t())
-                oc = torch.empty_like(drive).view(K, B, -1)
-                kernels.leaky(drive.view(K, -1).numpy(), kap, o.reshape(-1).contiguous().numpy(),
-                              oc.view(K, -1).numpy())
-                o = oc[-1].clone()
+            oc = model.readout_chunk(o, z_top)  # [K, B, C], the model's own readout
+            o = oc[-1].clone()
             if verify:
                 _check_structure(model, oc[0], o_ref)
             # ---- per-step losses and their gradient wrt the readout
-            loss_c, g = self._losses(oc, y, verify)
+            loss_c, g = self._losses(oc, y, step_loss, verify)
             total = total + loss_c
-            logit = self._reduce(model, oc, logit, first)
+            if reducer is not None:
+                reducer.update(oc)
             # ---- readout (exact): o_t = sum_s kappa^{t-s} (W z_s + b)
-            zb = torch.empty(K, zbar.numel(), dtype=dtype)
-            kernels.leaky(z_top.reshape(K, -1).contiguous().numpy(), kap, zbar.numpy(), zb.numpy())
-            zbar = zb[-1].clone()
+            zb = leaky_scan(z_top.reshape(K, 1, -1), zbar, kappa).view(K, -1)
+            zbar = zb[-1:].clone()
             mb = []
             for _ in range(K):
                 mbar = kappa * mbar + 1.0
@@ -279,13 +289,10 @@ class EProp(Strategy):
                 if k > 0:  # same-step path z^{k-1}_t -> I^k_t -> z^k_t
                     L = (L * eng.c_z) @ layers[k].w_in.detach()
                 del sys
-            del pre, L, zb, drive, g, gf, x, z_top, q  # nothing of this chunk outlives it
+            del pre, L, zb, oc, g, gf, x, z_top, q  # nothing of this chunk outlives it
             if verify:
                 self._verified.add(key)
             verify = False
-        if getattr(model, "readout", None) == "mean":
-            logit = logit / T
-        self.logits = logit
         params, grads = _param_grads(model, layers, traces, g_out, g_b)
         self.report.steps = T
         self.report.peak_bytes = {"device": need}
@@ -295,39 +302,43 @@ class EProp(Strategy):
                              "trace_bytes": sum(t.nbytes_held() for ts in traces for t in ts),
                              "compiled": [isinstance(e, CompiledLayer) for e in engines],
                              "eager": False}
-        self.final_state = tuple(e.state() for e in engines) + (o,)
         # keep the large trace buffers for the next call (a training loop reuses them)
         self._pool = [t.u if isinstance(t, SynapseTrace) else t.ebar for ts in traces for t in ts]
-        return _EPropLoss.apply(grads, total, *params)
+        return OnlineResult(_EPropLoss.apply(grads, total, *params),
+                            None if reducer is None else reducer.value())
 
-    def _losses(self, oc: Tensor, y, verify: bool = False) -> tuple[Tensor, Tensor]:
+    def _losses(self, oc: Tensor, y, step_loss, verify: bool = False) -> tuple[Tensor, Tensor]:
         """Summed per-step loss of the chunk and its gradient ``[K, B, n_out]`` wrt outputs.
 
         All steps at once with ``torch.func.vmap`` when ``step_loss`` allows it (checked
         against the step-by-step loop on the first chunk), else step by step."""
-        if isinstance(y, Tensor) and self._vmap_ok is not False:
+        known = self._vmap_ok.get(step_loss)
+        if isinstance(y, Tensor) and known is not False:
             try:
                 from torch.func import grad_and_value, vmap
-                g, lv = vmap(grad_and_value(self.step_loss))(oc.detach(), y)
+                g, lv = vmap(grad_and_value(step_loss))(oc.detach(), y)
                 ok = lv.shape == (oc.shape[0],)
             except Exception:  # not vmappable (data-dependent control flow, .item(), ...)
                 ok = False
-            if ok and (verify or self._vmap_ok is None):
-                ref_l, ref_g = self._loop_losses(oc, y)
+            if ok and (verify or known is None):
+                ref_l, ref_g = self._loop_losses(oc, y, step_loss)
                 ok = torch.allclose(g, ref_g, rtol=1e-5, atol=1e-7) and \
                     torch.allclose(lv.sum(), ref_l, rtol=1e-5, atol=1e-6)
-            self._vmap_ok = ok
+            if len(self._vmap_ok) > 64:  # step losses made afresh per call: keep it small
+                self._vmap_ok.clear()
+            self._vmap_ok[step_loss] = ok
             if ok:
                 return lv.sum().detach(), g.detach()
-        return self._loop_losses(oc, y)
+        return self._loop_losses(oc, y, step_loss)
 
-    def _loop_losses(self, oc: Tensor, y) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def _loop_losses(oc: Tensor, y, step_loss) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():
             leaf = oc.detach().requires_grad_(True)
             ys = y.unbind(0) if isinstance(y, Tensor) else list(y)
             total = 0.0
             for o_t, y_t in zip(leaf.unbind(0), ys):
-                l_t = self.step_loss(o_t, y_t)
+                l_t = step_loss(o_t, y_t)
                 if not isinstance(l_t, Tensor) or l_t.numel() != 1:
                     raise ValueError("eprop step_loss(o_t, y_t) must return a scalar tensor "
                                      "per step")
@@ -336,15 +347,3 @@ class EProp(Strategy):
                 raise ValueError("eprop step_loss does not depend on the model output o_t")
             (g,) = torch.autograd.grad(total, leaf)
         return total.detach(), g.detach()
-
-    @staticmethod
-    def _reduce(model, oc: Tensor, prev, first: bool):
-        """Running logits [B, C] with the model's readout reduction (online)."""
-        how = getattr(model, "readout", "max")
-        if how == "max":
-            cur = oc.max(0).values
-            return cur if first else torch.maximum(prev, cur)
-        if how in ("sum", "mean"):
-            cur = oc.sum(0)
-            return cur if first else prev + cur
-        return oc[-1]

@@ -1,4 +1,4 @@
-"""Fused multi-step LIF/ALIF layer and leaky readout: a whole chunk in one autograd node.
+"""Fused multi-step LIF/ALIF layer: a whole chunk in one autograd node.
 
 The forward pass loops over time without autograd and keeps only the output spikes, in
 binary form (:class:`~.bits.SpikeStore`, 1 byte or 1 bit each; the next layer and the
@@ -10,49 +10,25 @@ or the sparse kernel), the recurrent current (one matmul over the block's stored
 and the membrane trace (elementwise), then runs the hand-written reverse recursion, which is
 exactly the chain rule of :meth:`LIFLayer.dynamics` (surrogate, reset and adaptation
 terms, recurrent weights), and accumulates the weight gradients with one matmul per
-block. The forward ops are the ones of ``step`` in the same order, so spikes and
-membranes are bit-identical to looping ``step``.
+block. The forward ops are the ones of ``step`` (:func:`.neurons.lif_membrane`, compiled
+on CPU by :mod:`.lif_numba`) in the same order, so spikes and membranes are bit-identical
+to looping ``step``. Only layers whose ``kernel_spec()`` is not None run here.
 
 Tensors are time-major: inputs ``[T, B, n_in]``, spikes ``[T, B, H]``, states ``[B, H]``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from ..models.surrogates import SURROGATE_GRADS
-from . import lif_kernels
-from .bits import SpikeStore
-from .sparse import SparseIndex, choose_mode, project
+from ...hardware.bits import SpikeStore
+from ...hardware.compiled import available
+from ...hardware.sparse import SparseIndex, choose_mode, project
+from . import lif_numba
+from .neurons import LIFSpec
+from .surrogates import SURROGATE_GRADS
 
 DEFAULT_BLOCK = 64  # steps per block: bounds backward temporaries to ~10 x [64, B, H] floats
-
-
-@dataclass
-class LayerSpec:
-    """Constants of one LIF/ALIF layer (see :mod:`spiketrain.models.neurons`)."""
-
-    beta: float
-    threshold: float
-    reset: str
-    surrogate: str
-    recurrent: bool
-    alif: bool = False
-    rho: float = 0.0
-    adapt: float = 0.0
-
-    def kernel_args(self) -> dict:
-        return dict(beta=self.beta, threshold=self.threshold, reset=self.reset,
-                    rho=self.rho, adapt=self.adapt)
-
-    @classmethod
-    def of(cls, layer) -> "LayerSpec":
-        alif = hasattr(layer, "rho")
-        return cls(beta=layer.beta, threshold=layer.threshold, reset=layer.reset,
-                   surrogate=layer.surrogate, recurrent=layer.recurrent, alif=alif,
-                   rho=getattr(layer, "rho", 0.0), adapt=getattr(layer, "adapt", 0.0))
 
 
 class LayerInput:
@@ -106,15 +82,15 @@ class LayerInput:
         return g2.t() @ xb.reshape(-1, xb.shape[-1])
 
 
-def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
+def _membrane(spec: LIFSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
               z: Tensor, spikes_out: Tensor, block: int, starts: list | None = None):
     """Forward loop (no autograd). ``current(t0, t1)`` gives the input current of a block
     ``[t1 - t0, B, H]`` (computed a block at a time to bound memory). Writes spikes (bool)
     into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)``. On CPU the steps of a
-    block run in one compiled call (:mod:`.lif_kernels`) and, given a list ``starts``, the
+    block run in one compiled call (:mod:`.lif_numba`) and, given a list ``starts``, the
     state ``(v, a)`` at the start of each block after the first is appended to it."""
     T = spikes_out.shape[0]
-    if lif_kernels.available(v, w_rec):
+    if available(v, w_rec):
         wt = w_rec.detach().t().contiguous() if spec.recurrent else None
         v, z = v.detach().clone(), z.detach().clone()
         a = a.detach().clone() if spec.alif else None
@@ -122,24 +98,18 @@ def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tens
             t1 = min(t0 + block, T)
             if starts is not None and t0 > 0:
                 starts.append((v.clone(), a.clone() if spec.alif else None))
-            lif_kernels.membrane_block(current(t0, t1), wt, v, a, z, spikes_out[t0:t1],
+            lif_numba.membrane_block(current(t0, t1), wt, v, a, z, spikes_out[t0:t1],
                                        **spec.kernel_args())
         return v, a, z
     wt = w_rec.t() if spec.recurrent else None
-    beta, thr0, sub = spec.beta, spec.threshold, spec.reset == "subtract"
+    thr0 = spec.threshold
     i_blk: list[Tensor] = []
     for t in range(T):
         if t % block == 0:
             i_blk = current(t, min(t + block, T)).unbind(0)
         i_t = i_blk[t % block]
         cur = i_t + z @ wt if wt is not None else i_t
-        if spec.alif:
-            a = spec.rho * a + z
-            thr = thr0 + spec.adapt * a
-            v = beta * v + cur - thr * z if sub else beta * v * (1.0 - z) + cur
-        else:
-            thr = thr0
-            v = beta * v + cur - thr0 * z if sub else beta * v * (1.0 - z) + cur
+        v, a, thr = spec.membrane(v, a, z, cur)
         if thr0 > 0:  # (v - thr) / thr0 > 0  <=>  v > thr  (IEEE: a - b == 0 only if a == b)
             torch.gt(v, thr, out=spikes_out[t])
         else:
@@ -150,7 +120,7 @@ def _membrane(spec: LayerSpec, current, w_rec: Tensor | None, v: Tensor, a: Tens
 
 class _FusedLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_in, w_rec, v0, a0, z0, spec: LayerSpec, inp: LayerInput, storage: str,
+    def forward(ctx, x, w_in, w_rec, v0, a0, z0, spec: LIFSpec, inp: LayerInput, storage: str,
                 block: int, B: int, T: int, holder: dict):
         dtype = w_in.dtype
         inp.B = B
@@ -219,7 +189,7 @@ class _FusedLayer(torch.autograd.Function):
         nblk = -(-T // K)
         dev = w_in.device
 
-        use_nb = lif_kernels.available(w_in, w_rec, v0)
+        use_nb = available(w_in, w_rec, v0)
         wt_c = w_rec.detach().t().contiguous() if (use_nb and spec.recurrent) else None
         z0_bin = bool(((z0 == 0) | (z0 == 1)).all())
 
@@ -236,16 +206,6 @@ class _FusedLayer(torch.autograd.Function):
                 cur = cur + zprev @ wt
             return t0, t1, zprev, cur
 
-        def advance(v, a, z, c):
-            """One membrane update (the ops of LIFLayer/ALIFLayer.dynamics)."""
-            thr = None
-            if spec.alif:
-                a = spec.rho * a + z
-                thr = thr0 + spec.adapt * a
-                v = beta * v + c - thr * z if sub else beta * v * (1.0 - z) + c
-            else:
-                v = beta * v + c - thr0 * z if sub else beta * v * (1.0 - z) + c
-            return v, a, thr
 
         def replay(zprev, cur, v, a, keep=True):
             """Membrane (and threshold) over a block from its start state, ``[n, B, H]`` each,
@@ -255,14 +215,14 @@ class _FusedLayer(torch.autograd.Function):
             if use_nb:
                 v, z = v.clone(), zprev[0].clone()
                 a = a.clone() if spec.alif else None
-                vs, thrs = lif_kernels.membrane_block(cur, wt_c, v, a, z, spk[0], replay=True,
+                vs, thrs = lif_numba.membrane_block(cur, wt_c, v, a, z, spk[0], replay=True,
                                                       keep_v=keep, keep_thr=keep and spec.alif,
                                                       **spec.kernel_args())
                 return vs, thrs, v, a
             vs = torch.empty(n, B, H, dtype=dt, device=dev)
             thrs = torch.empty(n, B, H, dtype=dt, device=dev) if spec.alif else None
             for k in range(n):
-                v, a, thr = advance(v, a, zprev[k], cur[k])
+                v, a, thr = spec.membrane(v, a, zprev[k], cur[k])
                 vs[k] = v
                 if spec.alif:
                     thrs[k] = thr
@@ -323,7 +283,7 @@ class _FusedLayer(torch.autograd.Function):
                 cv = beta * gv if m is None else gv * m[k]
             if g_wrec is not None and use_nb and zb_prev[0] is not None:
                 g_wrec_t = torch.zeros_like(w_rec) if g_wrec_t is None else g_wrec_t
-                lif_kernels.recurrent_grad(g_wrec_t, zb_prev[0], gI)
+                lif_numba.recurrent_grad(g_wrec_t, zb_prev[0], gI)
             elif g_wrec is not None:
                 g_wrec += gI.reshape(-1, H).t() @ zprev.reshape(-1, H)
             if g_win is not None:
@@ -337,15 +297,14 @@ class _FusedLayer(torch.autograd.Function):
         return (g_x, g_win, g_wrec, cv, ga0, gz0, None, None, None, None, None, None, None)
 
 
-def fused_layer(layer, h, x, *, in_store: SpikeStore | None = None, sparse=None,
+def fused_layer(layer, spec: LIFSpec, h, x, *, in_store: SpikeStore | None = None, sparse=None,
                 mode: str = "auto", storage: str = "bool", block: int = DEFAULT_BLOCK):
-    """Run ``layer`` (LIFLayer/ALIFLayer) over a chunk in one autograd node.
+    """Run ``layer`` (with ``spec = layer.kernel_spec()``) over a chunk in one autograd node.
 
     ``x [T, B, n_in]`` dense input (or None with ``sparse`` a SparseSpikes train);
     ``in_store`` marks ``x`` as binary spikes of the layer below, kept in that store.
     Returns ``(h_T, z_all [T, B, H], store)`` where ``store`` holds ``z_all`` in binary form.
     """
-    spec = LayerSpec.of(layer)
     if sparse is not None:
         T, B = sparse.shape[0], sparse.shape[1]
         kind, m = "sparse", ("dense" if mode == "dense" else "sparse")

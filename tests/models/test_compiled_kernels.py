@@ -1,13 +1,15 @@
-"""The compiled CPU loops (numba) against the eager PyTorch ops they replace."""
+"""The compiled CPU loops (numba) of the LIF/ALIF layers and the leaky readout against the
+eager PyTorch ops they replace."""
 import pytest
 import torch
 
-from spiketrain.hardware import lif_kernels
-from spiketrain.hardware.leaky_readout import leaky_readout
+from spiketrain.hardware import compiled
 from spiketrain.hardware.bits import SpikeStore
 from spiketrain.models import RSNN
+from spiketrain.models.snn import lif_numba
+from spiketrain.models.snn.readout import leaky_readout, leaky_scan
 
-pytestmark = pytest.mark.skipif(not lif_kernels.available(torch.zeros(1)),
+pytestmark = pytest.mark.skipif(not compiled.available(torch.zeros(1)),
                                 reason="numba not importable")
 
 
@@ -42,13 +44,13 @@ def test_membrane_block_matches_eager(alif, reset, recurrent):
     vs_ref, zs_ref = _eager(cur, w, v0, a0, z0, 0.9, 1.0, reset == "subtract", kw["rho"], kw["adapt"])
     spikes = torch.empty(n, B, H, dtype=torch.bool)
     v, z, a = v0.clone(), z0.clone(), a0.clone() if alif else None
-    vs, _ = lif_kernels.membrane_block(cur, w.t().contiguous() if recurrent else None, v, a, z,
+    vs, _ = lif_numba.membrane_block(cur, w.t().contiguous() if recurrent else None, v, a, z,
                                        spikes, keep_v=True, **kw)
     assert torch.equal(spikes, zs_ref.bool())
     assert torch.allclose(vs, vs_ref, rtol=0, atol=1e-12)
     # replay from the stored spikes gives the very same membranes
     v2, z2, a2 = v0.clone(), z0.clone(), a0.clone() if alif else None
-    vs2, _ = lif_kernels.membrane_block(cur, w.t().contiguous() if recurrent else None, v2, a2, z2,
+    vs2, _ = lif_numba.membrane_block(cur, w.t().contiguous() if recurrent else None, v2, a2, z2,
                                         spikes, replay=True, keep_v=True, **kw)
     assert torch.equal(vs2, vs)
 
@@ -67,29 +69,12 @@ def test_fused_chunk_same_gradients_compiled_and_eager(neuron, monkeypatch):
         return y.detach(), out
 
     y1, g1 = grads()
-    monkeypatch.setenv(lif_kernels.ENV, "torch")
-    assert not lif_kernels.available(x)
+    monkeypatch.setenv(compiled.ENV, "torch")
+    assert not compiled.available(x)
     y0, g0 = grads()
     assert torch.allclose(y0, y1, rtol=0, atol=1e-10)
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
-def test_nonzero_index_and_scatter(dtype):
-    g = torch.Generator().manual_seed(1)
-    x = (torch.rand(50, 40, generator=g) < 0.1)
-    x = x.to(dtype) if dtype == torch.bool else x * torch.randint(1, 3, x.shape, generator=g)
-    rows, cols, vals = lif_kernels.nonzero_index(x)
-    nz = x.nonzero()
-    assert torch.equal(rows.long(), nz[:, 0]) and torch.equal(cols.long(), nz[:, 1])
-    if dtype == torch.bool:
-        assert vals is None
-    else:
-        assert torch.equal(vals, x[nz[:, 0], nz[:, 1]])
-    gout = torch.randn(50, 7, generator=g)
-    gw = lif_kernels.scatter_grad(rows, cols, vals, gout, 40)
-    assert torch.allclose(gw, gout.t() @ x.float(), atol=1e-5)
 
 
 def test_leaky_readout_compiled_equals_eager(monkeypatch):
@@ -106,8 +91,25 @@ def test_leaky_readout_compiled_equals_eager(monkeypatch):
         return o.detach(), gs
 
     o1, g1 = run()
-    monkeypatch.setenv(lif_kernels.ENV, "torch")
+    monkeypatch.setenv(compiled.ENV, "torch")
     o0_, g0 = run()
     assert torch.equal(o1, o0_)
     for a, c in zip(g0, g1):
         assert torch.allclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+def test_leaky_scan_compiled_equals_eager_with_and_without_bias(monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(30, 4, 6, generator=g, dtype=torch.float64)
+    o0 = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    fast = [leaky_scan(u, o0, 0.8, b), leaky_scan(u, o0, 0.8)]
+    monkeypatch.setenv(compiled.ENV, "torch")
+    slow = [leaky_scan(u, o0, 0.8, b), leaky_scan(u, o0, 0.8)]
+    for f, s_ in zip(fast, slow):
+        assert torch.equal(f, s_)
+    o, ref = o0, []
+    for u_t in u.unbind(0):  # the recursion written out
+        o = 0.8 * o + u_t + b
+        ref.append(o)
+    assert torch.equal(fast[0], torch.stack(ref))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spiketrain.models import RSNN
-from spiketrain.models.surrogates import SURROGATE_GRADS
+from spiketrain.models.snn.surrogates import SURROGATE_GRADS
 
 
 def _grads(model, x, fused, loop_steps):

@@ -1,0 +1,50 @@
+"""Switch for the compiled CPU kernels (numba) of every model and sparse op.
+
+Per-step work of a spiking layer is tiny, so in eager PyTorch it is dominated by dispatch
+overhead; compiled loops run a whole block of steps in one call. They run on CPU tensors of
+float32/float64 when numba imports; otherwise (CUDA, other dtypes, ``SPIKETRAIN_KERNELS=torch``)
+callers take their eager PyTorch path. Models keep their own kernels (in ``models/``); this
+module only says whether compiled kernels may run and gives the common ``jit`` decorator.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+try:  # numba is a dependency; stay importable without it (eager fallback)
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+ENV = "SPIKETRAIN_KERNELS"
+
+
+def enabled() -> bool:
+    """True unless numba is missing or ``SPIKETRAIN_KERNELS=torch`` is set."""
+    return numba is not None and os.environ.get(ENV, "numba") != "torch"
+
+
+def available(*tensors: torch.Tensor | None) -> bool:
+    """True when the compiled loops can run on these tensors (CPU, float32/float64; None
+    entries are ignored)."""
+    if not enabled():
+        return False
+    return all(t is None or (t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64))
+               for t in tensors)
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """NumPy view of a CPU tensor (no copy; detached)."""
+    return t.detach().numpy()
+
+
+def jit(fn=None, **options):
+    """``numba.njit(cache=True, nogil=True, boundscheck=False)``; the function unchanged
+    (never called: :func:`available` is False) when numba is missing."""
+    if numba is None:  # pragma: no cover
+        return fn if fn is not None else (lambda f: f)
+    opts = dict(cache=True, nogil=True, boundscheck=False)
+    opts.update(options)
+    return numba.njit(**opts)(fn) if fn is not None else numba.njit(**opts)
