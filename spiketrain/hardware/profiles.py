@@ -2,9 +2,8 @@
 
 ``get_profile("cpu")`` measures this machine once (a matmul, a memory copy, a scratch-file
 write/read: well under a second). ``a100``, ``h100`` and ``ipu-gc200`` hold published
-datasheet figures (``source`` says which); they let the planner predict time and memory
-for a machine you are not on. :meth:`DeviceProfile.predict_seconds` is the roofline-style
-estimate the planner uses.
+datasheet figures (``source`` says which). A backend's :meth:`profile` gives its device's;
+the planner (``auto``) prices slow-tier traffic with :meth:`DeviceProfile.seconds_per_byte`.
 """
 from __future__ import annotations
 
@@ -36,19 +35,10 @@ class DeviceProfile:
     source: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
-    def predict_seconds(self, flops: float = 0.0, device_bytes: float = 0.0,
-                        moved: dict[str, float] | None = None, efficiency: float = 0.5) -> float:
-        """Roofline estimate: compute or device-memory traffic (whichever is slower, at
-        ``efficiency`` of peak) plus transfers to slower tiers (``moved`` tier -> bytes)."""
-        t = max(flops / (self.peak_flops * efficiency),
-                device_bytes / (self.bandwidth["device"] * efficiency))
-        for tier, n in (moved or {}).items():
-            t += n / self.bandwidth[tier]
-        return t
-
-    def fits(self, need: dict[str, int]) -> bool:
-        """True when every tier's need is within its memory."""
-        return all(n <= self.memory.get(t, 0) for t, n in need.items())
+    def seconds_per_byte(self, tier: str) -> float:
+        """Seconds to move one byte to or from ``tier`` (1 / its bandwidth): what the planner
+        (``auto``) charges for every state a schedule writes to or reads from a slow tier."""
+        return 1.0 / self.bandwidth[tier]
 
 
 def _ram_bytes() -> int:

@@ -1,12 +1,14 @@
-"""Sparse binary spike trains: ``SparseSpikes`` holds a ``[T, B, N]`` 0/1 tensor as indices.
+"""Sparse binary spike trains: ``SparseSpikes`` holds a ``[T, B, *shape]`` 0/1 tensor as indices.
 
 Spikes are stored as three int64 index tensors ``times``, ``batch``, ``units`` (one entry
 per spike), sorted by time, plus ``time_ptr`` (int64 ``[T+1]``): the spikes of step ``t`` are
-entries ``time_ptr[t]:time_ptr[t+1]`` (CSR offsets over time). Slicing a time window is
-therefore O(1) on the indices and densifying it is one ``index_put_``.
+entries ``time_ptr[t]:time_ptr[t+1]`` (CSR offsets over time). ``units`` indexes the
+flattened feature shape (row-major): for ``[T, B, N]`` it is the unit, for event-camera
+input ``[T, B, 2, H, W]`` it is ``(p * H + y) * W + x``. Slicing a time window is therefore
+O(1) on the indices and densifying it is one ``index_put_``.
 
-Memory: 24 bytes per spike plus ``8 * (T + 1)``; a dense float32 train costs ``4 * T * B * N``.
-At the ~1-3 % input rates of SHD that is 5-15x smaller.
+Memory: 24 bytes per spike plus ``8 * (T + 1)``; a dense float32 train costs ``4 * T * B * N``
+(``N`` = features per step). At the ~1-3 % input rates of SHD that is 5-15x smaller.
 """
 from __future__ import annotations
 
@@ -28,18 +30,19 @@ def _as_index(x, device=None) -> Tensor:
 
 
 class SparseSpikes:
-    """A binary spike train ``[T, B, N]`` held as int64 indices sorted by time.
+    """A binary spike train ``[T, B, *features]`` held as int64 indices sorted by time.
 
     Args:
-        times, batch, units: int64 ``[nnz]`` index tensors (one entry per spike). They are
-            sorted by time here if they are not already (stable, so the order within a step
-            is kept). Duplicates are allowed and densify to 1 (binary).
-        shape: ``(T, B, N)``.
+        times, batch, units: int64 ``[nnz]`` index tensors (one entry per spike); ``units``
+            is the flat (row-major) index into the feature shape. They are sorted by time
+            here if they are not already (stable, so the order within a step is kept).
+            Duplicates are allowed and densify to 1 (binary).
+        shape: ``(T, B, *features)``, e.g. ``(T, B, N)`` or ``(T, B, 2, H, W)``.
         time_ptr: optional precomputed CSR offsets ``[T+1]`` (must match ``times``).
         check: validate index ranges (one pass over the indices).
     """
 
-    __slots__ = ("times", "batch", "units", "time_ptr", "_shape", "_ptr_host")
+    __slots__ = ("times", "batch", "units", "time_ptr", "_shape", "_ptr_host", "_N")
 
     def __init__(self, times, batch, units, shape: Sequence[int], time_ptr: Tensor | None = None,
                  check: bool = True):
@@ -49,12 +52,16 @@ class SparseSpikes:
         if not (times.numel() == batch.numel() == units.numel()):
             raise ValueError(f"times, batch, units must have one entry per spike; got "
                              f"{times.numel()}, {batch.numel()}, {units.numel()}")
-        if len(shape) != 3:
-            raise ValueError(f"shape must be (T, B, N), got {tuple(shape)}")
-        T, B, N = (int(s) for s in shape)
-        if min(T, B, N) < 0:
-            raise ValueError(f"shape must be non-negative, got {(T, B, N)}")
-        self._shape = torch.Size((T, B, N))
+        if len(shape) < 2:
+            raise ValueError(f"shape must be (T, B, *features), got {tuple(shape)}")
+        dims = tuple(int(s) for s in shape)
+        if min(dims) < 0:
+            raise ValueError(f"shape must be non-negative, got {dims}")
+        T, B = dims[0], dims[1]
+        N = 1
+        for d in dims[2:]:
+            N *= d
+        self._shape, self._N = torch.Size(dims), N
         if check and times.numel():
             for name, idx, hi in (("times", times, T), ("batch", batch, B), ("units", units, N)):
                 lo_v, hi_v = int(idx.min()), int(idx.max())
@@ -78,17 +85,18 @@ class SparseSpikes:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dense(cls, x: Tensor) -> "SparseSpikes":
-        """From a dense ``[T, B, N]`` tensor; any nonzero entry is a spike."""
-        if x.dim() != 3:
-            raise ValueError(f"from_dense expects [T, B, N], got shape {tuple(x.shape)}")
-        t, b, n = torch.nonzero(x, as_tuple=True)  # row-major order: sorted by time
+        """From a dense ``[T, B, *features]`` tensor; any nonzero entry is a spike."""
+        if x.dim() < 2:
+            raise ValueError(f"from_dense expects [T, B, *features], got shape {tuple(x.shape)}")
+        flat = x if x.dim() == 3 else x.reshape(x.shape[0], x.shape[1], -1)
+        t, b, n = torch.nonzero(flat, as_tuple=True)  # row-major order: sorted by time
         return cls(t, b, n, x.shape, check=False)
 
     @classmethod
-    def empty(cls, T: int, B: int, N: int, device=None) -> "SparseSpikes":
-        """A train with no spikes."""
+    def empty(cls, T: int, B: int, *features: int, device=None) -> "SparseSpikes":
+        """A train ``[T, B, *features]`` with no spikes."""
         z = torch.zeros(0, dtype=torch.int64, device=device)
-        return cls(z, z, z, (T, B, N), check=False)
+        return cls(z, z, z, (T, B) + tuple(features), check=False)
 
     # ------------------------------------------------------------------ tensor-like API
     @property
@@ -99,11 +107,11 @@ class SparseSpikes:
         return self._shape if dim is None else self._shape[dim]
 
     def dim(self) -> int:
-        return 3
+        return len(self._shape)
 
     @property
     def ndim(self) -> int:
-        return 3
+        return len(self._shape)
 
     def __len__(self) -> int:
         return self._shape[0]
@@ -118,7 +126,13 @@ class SparseSpikes:
 
     @property
     def N(self) -> int:
-        return self._shape[2]
+        """Features per step and sample: the product of the feature shape."""
+        return self._N
+
+    @property
+    def features(self) -> torch.Size:
+        """The feature shape (``shape[2:]``)."""
+        return self._shape[2:]
 
     @property
     def device(self) -> torch.device:
@@ -163,8 +177,7 @@ class SparseSpikes:
         return out
 
     def __repr__(self) -> str:
-        T, B, N = self._shape
-        return (f"SparseSpikes(shape=({T}, {B}, {N}), nnz={self.nnz}, rate={self.rate:.4f}, "
+        return (f"SparseSpikes(shape={tuple(self._shape)}, nnz={self.nnz}, rate={self.rate:.4f}, "
                 f"device={self.device})")
 
     # ------------------------------------------------------------------ windows
@@ -187,7 +200,8 @@ class SparseSpikes:
 
     def dense(self, t0: int = 0, t1: int | None = None, dtype: torch.dtype = torch.float32,
               device=None) -> Tensor:
-        """Dense ``[t1 - t0, B, N]`` tensor of steps ``t0 .. t1-1`` (one scatter, no loop)."""
+        """Dense ``[t1 - t0, B, *features]`` tensor of steps ``t0 .. t1-1`` (one scatter, no
+        loop)."""
         t0, t1 = self._window(t0, t1)
         lo, hi = self._ptr(t0), self._ptr(t1)
         device = self.device if device is None else torch.device(device)
@@ -198,10 +212,10 @@ class SparseSpikes:
             if device != self.device:
                 idx = tuple(i.to(device) for i in idx)
             out.index_put_(idx, torch.ones((), dtype=dtype, device=device))
-        return out
+        return out if self.ndim == 3 else out.view((t1 - t0,) + tuple(self._shape[1:]))
 
     def step(self, t: int, dtype: torch.dtype = torch.float32) -> Tensor:
-        """Dense ``[B, N]`` input of step ``t``."""
+        """Dense ``[B, *features]`` input of step ``t``."""
         t0, _ = self._window(t, None)
         return self.dense(t0, t0 + 1, dtype)[0]
 
@@ -215,7 +229,7 @@ class SparseSpikes:
             times = times - t0
             ptr = ptr - lo
         out = SparseSpikes(times, self.batch[lo:hi], self.units[lo:hi],
-                           (t1 - t0, self.B, self.N), time_ptr=ptr, check=False)
+                           (t1 - t0,) + tuple(self._shape[1:]), time_ptr=ptr, check=False)
         if self._ptr_host is not None:
             out._ptr_host = self._ptr_host[t0:t1 + 1] - lo
         return out
@@ -235,31 +249,37 @@ class SparseSpikes:
         nb = remap[self.batch]
         keep = nb >= 0
         return SparseSpikes(self.times[keep], nb[keep], self.units[keep],
-                            (self.T, index.numel(), self.N), check=False)
+                            (self.T, index.numel()) + tuple(self.features), check=False)
 
     def counts(self) -> Tensor:
-        """Spikes per (batch, unit), int64 ``[B, N]``."""
+        """Spikes per (batch, feature), int64 ``[B, *features]``."""
         flat = self.batch * self.N + self.units
-        return torch.bincount(flat, minlength=self.B * self.N).view(self.B, self.N)
+        return torch.bincount(flat, minlength=self.B * self.N).view((self.B,) + tuple(self.features))
 
 
-def batch_stack(samples: Sequence[SparseSpikes | Tensor]) -> SparseSpikes:
+def batch_stack(samples: Sequence[SparseSpikes | Tensor], features: int | None = None) -> SparseSpikes:
     """Stack samples along the batch axis.
 
-    Each sample is a ``SparseSpikes [T, b_i, N]`` or a dense ``[T, N]`` / ``[T, b_i, N]``
-    tensor; all share ``T`` and ``N``. Returns ``SparseSpikes [T, sum b_i, N]``.
+    Each sample is a ``SparseSpikes [T, b_i, *f]`` or a dense tensor, either one sample
+    ``[T, *f]`` or a batch ``[T, b_i, *f]``; all share ``T`` and the feature shape ``f``.
+    ``features``: the number of feature dimensions (default: those of the first
+    ``SparseSpikes`` sample, else 1), which tells a dense sample from a dense batch.
+    Returns ``SparseSpikes [T, sum b_i, *f]``.
     """
     if not samples:
         raise ValueError("batch_stack needs at least one sample")
+    if features is None:
+        features = next((s.ndim - 2 for s in samples if isinstance(s, SparseSpikes)), 1)
     parts = []
     for s in samples:
         if isinstance(s, Tensor):
-            s = SparseSpikes.from_dense(s.unsqueeze(1) if s.dim() == 2 else s)
+            s = SparseSpikes.from_dense(s.unsqueeze(1) if s.dim() == 1 + features else s)
         parts.append(s)
-    T, N = parts[0].T, parts[0].N
+    T, f = parts[0].T, parts[0].features
     for p in parts:
-        if p.T != T or p.N != N:
-            raise ValueError(f"batch_stack: all samples need T={T}, N={N}; got {tuple(p.shape)}")
+        if p.T != T or p.features != f:
+            raise ValueError(f"batch_stack: all samples need T={T} and features {tuple(f)}; "
+                             f"got {tuple(p.shape)}")
     offsets, off = [], 0
     for p in parts:
         offsets.append(off)
@@ -270,7 +290,7 @@ def batch_stack(samples: Sequence[SparseSpikes | Tensor]) -> SparseSpikes:
     if len(parts) > 1 and times.numel():
         times, order = torch.sort(times, stable=True)
         batch, units = batch[order], units[order]
-    return SparseSpikes(times, batch, units, (T, off, N), check=False)
+    return SparseSpikes(times, batch, units, (T, off) + tuple(f), check=False)
 
 
 def densify(x: Tensor | SparseSpikes, t0: int = 0, t1: int | None = None,

@@ -144,8 +144,8 @@ class Auto(Strategy):
     @staticmethod
     def slow_tier_prices(backend) -> dict[str, float]:
         """Seconds per byte of each slow tier: 1 / its bandwidth in the backend's profile."""
-        bw = backend.profile().bandwidth
-        return {t: 1.0 / bw[t] for t in backend.slow_tiers if bw.get(t)}
+        prof = backend.profile()
+        return {t: prof.seconds_per_byte(t) for t in backend.slow_tiers if prof.bandwidth.get(t)}
 
     # --- ranking ---------------------------------------------------------------------------
     def rank(self, model, inputs, state=None) -> list[Candidate]:

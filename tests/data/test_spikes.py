@@ -84,3 +84,44 @@ def test_batch_stack_select_counts_and_to():
     assert s.to("cpu") is s
     torch.testing.assert_close(densify(s, 2, 5), dense[2:5])
     torch.testing.assert_close(densify(dense, 2, 5), dense[2:5])
+
+
+def test_nd_round_trip_windows_and_metadata():
+    """Event-camera layout [T, B, 2, H, W]: units index the flattened (2, H, W) features."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(30, 3, 2, 8, 8, generator=g) < 0.05).float()
+    s = SparseSpikes.from_dense(x)
+    assert s.shape == x.shape and s.dim() == s.ndim == 5
+    assert s.features == (2, 8, 8) and s.N == 128 and s.numel() == x.numel()
+    assert s.nnz == int(x.sum()) and int(s.units.max()) < 128
+    torch.testing.assert_close(s.dense(), x, rtol=0, atol=0)
+    for t0, t1 in [(0, 30), (4, 17), (29, 30), (5, 5)]:
+        torch.testing.assert_close(s.dense(t0, t1), x[t0:t1], rtol=0, atol=0)
+        sl = s.slice(t0, t1)
+        assert sl.shape == x[t0:t1].shape
+        torch.testing.assert_close(sl.dense(), x[t0:t1], rtol=0, atol=0)
+    torch.testing.assert_close(s.step(9), x[9], rtol=0, atol=0)
+    assert torch.equal(s.counts(), x.sum(0).long())
+    torch.testing.assert_close(s.select_batch([2, 0]).dense(), x[:, [2, 0]], rtol=0, atol=0)
+    assert s.to("cpu") is s and "(30, 3, 2, 8, 8)" in repr(s)
+    # a flat index (p * H + y) * W + x addresses the same event as the 5-d position
+    t, b, p, yy, xx = (int(v) for v in x.nonzero()[0])
+    assert int(s.units[0]) == (p * 8 + yy) * 8 + xx and (int(s.times[0]), int(s.batch[0])) == (t, b)
+    with pytest.raises(ValueError, match="units index out of range"):
+        SparseSpikes([0], [0], [128], (4, 1, 2, 8, 8))
+    assert SparseSpikes.empty(4, 2, 2, 3, 3).dense().shape == (4, 2, 2, 3, 3)
+
+
+def test_nd_batch_stack_and_densify():
+    g = torch.Generator().manual_seed(4)
+    samples = [(torch.rand(10, 2, 4, 4, generator=g) < 0.2).float() for _ in range(3)]  # [T, *f]
+    dense = torch.stack(samples, 1)
+    s = batch_stack([SparseSpikes.from_dense(x.unsqueeze(1)) for x in samples])
+    assert s.shape == (10, 3, 2, 4, 4)
+    torch.testing.assert_close(s.dense(), dense, rtol=0, atol=0)
+    torch.testing.assert_close(batch_stack(samples, features=3).dense(), dense, rtol=0, atol=0)
+    mixed = batch_stack([SparseSpikes.from_dense(dense[:, :2]), samples[2]])  # features from the first
+    torch.testing.assert_close(mixed.dense(), dense, rtol=0, atol=0)
+    torch.testing.assert_close(densify(s, 3, 7), dense[3:7])
+    with pytest.raises(ValueError, match="features"):
+        batch_stack([s, SparseSpikes.from_dense(torch.zeros(10, 1, 2, 4, 5))])
