@@ -15,6 +15,7 @@ are densified a batch at a time by :meth:`SHDDataset.get_batch`.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -48,9 +49,84 @@ def bin_spikes(times, units, T: int, dt: float, n_in: int) -> np.ndarray:
     u = np.asarray(units, dtype=np.int64)
     if t.shape != u.shape:
         raise ValueError(f"times and units differ in length: {t.shape} vs {u.shape}")
-    steps = np.floor(t / dt + EDGE_TOL).astype(np.int64)
-    keep = (steps >= 0) & (steps < T) & (t >= 0)
-    return unique_keys(steps[keep] * n_in + u[keep], T * n_in)
+    if u.size and (u.min() < 0 or u.max() >= n_in):
+        raise ValueError(f"unit ids must be in 0..{n_in - 1}, got {u.min()}..{u.max()}")
+    # NaN / inf / negative times are dropped; the float step is compared before the cast so a
+    # huge time cannot wrap around into a valid step
+    fsteps = np.floor(t / dt + EDGE_TOL)
+    keep = np.isfinite(t) & (t >= 0) & (fsteps >= 0) & (fsteps < T)
+    steps = fsteps[keep].astype(np.int64)
+    return unique_keys(steps * n_in + u[keep], T * n_in)
+
+
+_READ_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError, IndexError, EOFError,
+                AttributeError, OverflowError)
+
+
+def _read_fields(path: str, max_samples: int | None):
+    """``(times, units, labels [n] int64, keys | None)`` of an SHD file, every field checked:
+    one label per sample, integer labels in a 1-D array, per-sample 1-D numeric times and
+    non-negative integer unit ids of the same length. Any failure is one ``ValueError`` line
+    naming the file."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except _READ_ERRORS as e:
+        raise ValueError(f"{path!r} is not a readable HDF5 file ({_short(e)}); check the file "
+                         f"(a damaged or partial download?)") from None
+    try:
+        with f:
+            for key in ("spikes/times", "spikes/units", "labels"):
+                if key not in f or not isinstance(f[key], h5py.Dataset):
+                    raise ValueError(f"{path!r} lacks dataset {key!r}: not an SHD-format file "
+                                     "(needs spikes/times, spikes/units, labels)")
+            dl, dt_, du = f["labels"], f["spikes/times"], f["spikes/units"]
+            if dl.ndim != 1:
+                raise ValueError(f"{path!r}: labels must be a 1-D array (one label per sample), "
+                                 f"got shape {dl.shape}")
+            if dl.dtype.kind not in "iu":
+                raise ValueError(f"{path!r}: labels must be integers, got dtype {dl.dtype}")
+            if dt_.ndim != 1 or du.ndim != 1:
+                raise ValueError(f"{path!r}: spikes/times and spikes/units must hold one array per "
+                                 f"sample, got shapes {dt_.shape} and {du.shape}")
+            if not len(dl) == len(dt_) == len(du):
+                raise ValueError(f"{path!r}: {len(dl)} labels, {len(dt_)} spikes/times and "
+                                 f"{len(du)} spikes/units entries: every sample needs one of each")
+            n = len(dl)
+            if max_samples:
+                n = min(n, int(max_samples))
+            labels = np.asarray(dl[:n]).astype(np.int64)
+            times = list(dt_[:n])
+            units = list(du[:n])
+            keys = None
+            if "extra/keys" in f:
+                keys = [k.decode(errors="replace") if isinstance(k, bytes) else str(k)
+                        for k in f["extra/keys"][:]]
+    except ValueError:
+        raise
+    except _READ_ERRORS as e:
+        raise ValueError(f"{path!r}: cannot read the SHD fields ({_short(e)}); the file is "
+                         f"damaged or not in the SHD layout") from None
+    for i, (t, u) in enumerate(zip(times, units)):
+        t, u = np.asarray(t), np.asarray(u)
+        if t.ndim != 1 or u.ndim != 1 or t.shape != u.shape:
+            raise ValueError(f"{path!r}: sample {i} has {t.shape} times and {u.shape} units; "
+                             f"each sample needs 1-D arrays of equal length")
+        if t.dtype.kind not in "fiu":
+            raise ValueError(f"{path!r}: spike times must be numbers, got dtype {t.dtype}")
+        if u.dtype.kind not in "iu":
+            raise ValueError(f"{path!r}: unit ids must be integers, got dtype {u.dtype}")
+        if u.size and u.min() < 0:
+            raise ValueError(f"{path!r}: sample {i} has negative unit id {u.min()}; unit ids "
+                             f"are channel numbers 0..n_in-1")
+        times[i], units[i] = t.astype(np.float64), u.astype(np.int64)
+    return times, units, labels, keys
+
+
+def _short(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:200]}" if msg else type(e).__name__
 
 
 class SHDDataset:
@@ -69,33 +145,13 @@ class SHDDataset:
 
     def __init__(self, path: str | os.PathLike, T: int = 100, dt: float = 0.01, n_in: int = 700,
                  n_classes: int | None = None, max_samples: int | None = None):
-        import h5py
-
         if T <= 0 or dt <= 0:
             raise ValueError(f"T and dt must be positive, got T={T}, dt={dt}")
         self.path, self.T, self.dt, self.n_in = str(path), int(T), float(dt), int(n_in)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"SHD file not found: {self.path!r}")
-        try:
-            f = h5py.File(self.path, "r")
-        except OSError as e:
-            raise ValueError(f"{self.path!r} is not a readable HDF5 file ({e})") from None
-        with f:
-            for key in ("spikes/times", "spikes/units", "labels"):
-                if key not in f:
-                    raise ValueError(f"{self.path!r} lacks {key!r}: not an SHD-format file "
-                                     "(needs spikes/times, spikes/units, labels)")
-            n = len(f["labels"])
-            if max_samples:
-                n = min(n, int(max_samples))
-            labels = np.asarray(f["labels"][:n], dtype=np.int64)
-            times = f["spikes/times"][:n]
-            units = f["spikes/units"][:n]
-            self.keys = [k.decode() if isinstance(k, bytes) else str(k)
-                         for k in f["extra/keys"][:]] if "extra/keys" in f else None
-        if len(times) != n or len(units) != n:
-            raise ValueError(f"{self.path!r}: spikes/times, spikes/units and labels differ "
-                             "in length")
+        times, units, labels, self.keys = _read_fields(self.path, max_samples)
+        n = len(labels)
         if n and labels.min() < 0:
             raise ValueError(f"{self.path!r}: negative label {labels.min()}")
         self.n_classes = int(n_classes) if n_classes else int(labels.max(initial=-1)) + 1
@@ -106,9 +162,21 @@ class SHDDataset:
         if max_unit >= self.n_in:
             raise ValueError(f"{self.path!r}: unit id {max_unit} >= n_in={self.n_in}; "
                              f"set data.n_in to at least {max_unit + 1}")
+        # events that cannot be placed: not finite, or before t = 0 (those after T * dt are
+        # cut by binning, as documented, and not counted here)
+        self.dropped = {"non_finite": 0, "negative_time": 0}
+        for t in times:
+            fin = np.isfinite(t)
+            self.dropped["non_finite"] += int(t.size - fin.sum())
+            self.dropped["negative_time"] += int((t[fin] < 0).sum())
+        if any(self.dropped.values()):
+            warnings.warn(f"{self.path}: dropped {self.dropped['non_finite']} events with "
+                          f"non-finite times and {self.dropped['negative_time']} with negative "
+                          f"times", stacklevel=2)
         key_dtype = np.int32 if self.T * self.n_in < 2**31 else np.int64
-        per_sample = [bin_spikes(t, u, self.T, self.dt, self.n_in).astype(key_dtype)
-                      for t, u in zip(times, units)]
+        with np.errstate(invalid="ignore", over="ignore"):
+            per_sample = [bin_spikes(t, u, self.T, self.dt, self.n_in).astype(key_dtype)
+                          for t, u in zip(times, units)]
         lengths = np.fromiter((len(k) for k in per_sample), dtype=np.int64, count=n)
         self.offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.offsets[1:])

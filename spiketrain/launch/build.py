@@ -5,7 +5,6 @@ A distributed worker calls the same functions (``build_model``, ``build_data``,
 """
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,24 @@ def build_model(cfg: Config):
 
 
 def build_data(cfg: Config):
-    """``(train_ds, test_ds)`` of ``cfg.data`` (the builder of its ``data.kind``)."""
+    """``(train_ds, test_ds)`` of ``cfg.data`` (the builder of its ``data.kind``); a file
+    that cannot be read or written (a data file, ``data.cache_dir``) is one ConfigError line."""
     from ..data.kinds import get_data_kind
 
-    return get_data_kind(getattr(cfg.data, "kind", "synthetic")).build(cfg.data)
+    try:
+        return get_data_kind(getattr(cfg.data, "kind", "synthetic")).build(cfg.data)
+    except OSError as e:
+        where = e.filename or getattr(cfg.data, "path", None) or ""
+        cache = getattr(cfg.data, "cache_dir", None)
+        hint = (f"; set data.cache_dir to a writable folder (now {cache!r})"
+                if cache and str(where).startswith(str(cache).rstrip("/")) else "")
+        raise ConfigError(f"data: {where}: {e.strerror or type(e).__name__}{hint}") from None
 
 
 def default_run_dir(cfg: Config) -> Path:
-    """``runs/<config-stem>-<YYYYmmdd-HHMMSS>``."""
-    return Path("runs") / f"{cfg.stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<config-stem>-<YYYYmmdd-HHMMSS-microseconds>-<4 hex>`` (unique, not created)."""
+    from .run_folder import unique_run_dir
+    return unique_run_dir(cfg.stem)
 
 
 def trainer_kwargs(cfg: Config) -> dict[str, Any]:
@@ -42,6 +50,7 @@ def trainer_kwargs(cfg: Config) -> dict[str, Any]:
                 batch_size=t.batch_size, clip_grad=t.clip_grad, hardware=cfg.hardware,
                 workers=t.workers, engine=t.engine, seed=t.seed, deterministic=t.deterministic,
                 progress=t.progress, snapshot_every=t.snapshot_every, threads=t.threads,
+                on_nonfinite=t.on_nonfinite,
                 loader_options={"sparse": bool(getattr(cfg.data, "sparse", False))})
 
 

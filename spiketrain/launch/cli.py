@@ -1,7 +1,9 @@
 """``spiketrain`` command line: sub-commands from :data:`spiketrain.launch.commands.COMMANDS`.
 
-Config mistakes (and ValueErrors from the model, strategy and data builders) print
-``error: <one line>`` and exit with status 2, no traceback (``SPIKETRAIN_DEBUG=1`` shows it).
+Config mistakes (and ValueErrors from the model, strategy and data builders), unreadable or
+unwritable files (OSError, naming the path) and a training stopped by the non-finite guard
+print ``error: <one line>`` and exit with status 2, no traceback (``SPIKETRAIN_DEBUG=1`` shows
+it).
 """
 from __future__ import annotations
 
@@ -48,18 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..hardware.backends import HardwareUnavailable
     from ..strategies import BudgetError
+    from ..trainer.guard import NonFiniteError
 
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, ValueError, BudgetError, FileNotFoundError, HardwareUnavailable) as e:
+    except (ConfigError, ValueError, BudgetError, FileNotFoundError, HardwareUnavailable,
+            NonFiniteError, OSError) as e:
         if os.environ.get("SPIKETRAIN_DEBUG"):
             raise
-        msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """The error as one line; an OSError names its file (``path: reason``)."""
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror:
+        where = f"{e.filename}: " if e.filename else ""
+        return " ".join(f"{where}{e.strerror}".split())
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
@@ -51,6 +52,7 @@ class TrainerSection:
     engine: str = "torch"                  # torch | deepspeed
     progress: bool = True
     threads: Optional[int] = None          # torch CPU threads (null: torch's default)
+    on_nonfinite: Literal["stop", "skip_batch"] = "stop"   # a NaN/inf loss or gradient norm
 
 
 @dataclass
@@ -235,12 +237,39 @@ def _strategy_spec(raw: Any) -> StrategySpec:
         cls = strategies.resolve(target)
     except ValueError as e:
         raise ConfigError(f"strategy.class: {_one_line(e)}") from None
+    if "budget" in options:
+        options["budget"] = _budget(options["budget"])
     try:
         instance = cls(**options)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, AttributeError, KeyError) as e:
         raise ConfigError(f"strategy.{getattr(cls, 'name', target)}: {_one_line(e)}") from None
     return StrategySpec(name=instance.name if cls_path else name, options=options, cls=cls_path,
                         instance=instance)
+
+
+def _budget(raw: Any) -> dict:
+    """``strategy.budget``: a mapping tier -> size, checked here (one line per mistake)."""
+    from ..hardware.tiers import TIER_NAMES
+    from ..hardware.units import parse_size
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"strategy.budget must be a mapping of tier to size, got {raw!r}; write "
+                          f"e.g. --set strategy.budget={{device: 1GiB}} (tiers: "
+                          f"{', '.join(TIER_NAMES)})")
+    for tier, size in raw.items():
+        if tier not in TIER_NAMES:
+            raise ConfigError(f"strategy.budget: unknown tier {tier!r}{suggest(str(tier), TIER_NAMES)}"
+                              f" (tiers: {', '.join(TIER_NAMES)})")
+        try:
+            n = parse_size(size)
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+            raise ConfigError(f"strategy.budget.{tier}: {_one_line(e)}; write a size such as "
+                              f"2GiB or a number of bytes") from None
+        if not (isinstance(n, (int, float)) and math.isfinite(n) and n >= 0):
+            raise ConfigError(f"strategy.budget.{tier} must be a size >= 0, got {size!r}")
+    return dict(raw)
 
 
 def _task_spec(raw: Any, data) -> TaskSpec:
@@ -307,8 +336,21 @@ def _trainer_section(raw: Any) -> TrainerSection:
     for k in ("batch_size", "workers"):
         if getattr(tr, k) < 1:
             raise ConfigError(f"trainer.{k} must be >= 1, got {getattr(tr, k)}")
-    if tr.lr <= 0:
-        raise ConfigError(f"trainer.lr must be > 0, got {tr.lr}")
+    if not (math.isfinite(tr.lr) and tr.lr > 0):
+        raise ConfigError(f"trainer.lr must be a finite number > 0, got {tr.lr}; e.g. "
+                          f"--set trainer.lr=0.001")
+    if tr.lr > 1e6:
+        raise ConfigError(f"trainer.lr={tr.lr:g} is far beyond any usable learning rate (the "
+                          f"weights overflow); e.g. --set trainer.lr=0.001")
+    if not (math.isfinite(tr.weight_decay) and tr.weight_decay >= 0):
+        raise ConfigError(f"trainer.weight_decay must be a finite number >= 0, got "
+                          f"{tr.weight_decay}")
+    if tr.clip_grad is not None and not (math.isfinite(tr.clip_grad) and tr.clip_grad > 0):
+        raise ConfigError(f"trainer.clip_grad must be a finite max gradient norm > 0 (or null: no "
+                          f"clipping), got {tr.clip_grad}; e.g. --set trainer.clip_grad=1.0")
+    if tr.threads is not None and tr.threads < 1:
+        raise ConfigError(f"trainer.threads must be >= 1 (or null: torch's default), got "
+                          f"{tr.threads}")
     return tr
 
 

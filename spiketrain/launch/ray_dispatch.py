@@ -28,6 +28,37 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
                    help="restart the workers from the last snapshot up to N times (default 1)")
 
 
+def _workers(trainer, args) -> int:
+    return args.workers if getattr(args, "workers", None) is not None else trainer.workers
+
+
+def check(trainer, args: argparse.Namespace) -> None:
+    """Refuse, before the run folder is created, what :func:`fit` would refuse late: a bad
+    worker count, ``--no-ray`` with workers, an unreachable ``--address``."""
+    from ..trainer.ray_session import check_reachable, resolve_address
+
+    workers = _workers(trainer, args)
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if getattr(args, "no_ray", False):
+        if workers > 1 or getattr(args, "address", None):
+            raise ConfigError(f"--no-ray trains in this process: drop --workers {workers}"
+                              f"{' and --address' if args.address else ''}, or drop --no-ray")
+        return
+    use_ray = (getattr(args, "workers", None) is not None or getattr(args, "address", None)
+               or workers > 1 or trainer.engine != "torch")
+    address = resolve_address(getattr(args, "address", None)) if use_ray else None
+    if address:
+        if address.startswith(("http://", "https://")):
+            raise ConfigError(f"--address {address} is a Ray Jobs (dashboard) address: submit to "
+                              f"it with `spiketrain submit --address {address}`, or give the "
+                              f"cluster address HEAD:6379 / ray://HEAD:10001 here")
+        check_reachable(address, default_port=10001 if address.startswith("ray://") else 6379)
+    if use_ray and trainer.batch_size % workers:
+        raise ConfigError(f"trainer.batch_size {trainer.batch_size} is not divisible by {workers} "
+                          f"workers; pick a multiple of the worker count")
+
+
 def fit(trainer, args: argparse.Namespace) -> dict:
     """Train ``trainer`` as the command line asks; returns the last epoch's metrics row."""
     from ..trainer import ray_train

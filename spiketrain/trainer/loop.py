@@ -225,7 +225,15 @@ def train_epoch(model, loader: Iterable, optimizer, strategy, *, task: Task | st
             else:
                 if clip_grad:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-                optimizer.step()
+                try:
+                    optimizer.step()
+                except RuntimeError as e:   # e.g. Adam: "cannot be converted ... overflow"
+                    if "overflow" not in str(e):
+                        raise
+                    from .guard import NonFiniteError
+                    raise NonFiniteError(f"the optimizer update overflowed at batch "
+                                         f"{res.steps + 1} of this epoch ({str(e).strip()}); "
+                                         f"try a lower trainer.lr") from None
                 optimizer.zero_grad(set_to_none=True)
         res.seconds += time.perf_counter() - t0
         n = task.batch_size(x, targets)

@@ -8,6 +8,7 @@ everything in it is tensors and plain Python types.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -81,6 +82,28 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def remove_stale_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete temp files an interrupted write left in ``run_dir`` (``.snapshot.pt-*.tmp``,
+    ``.metrics-*.parquet.tmp``); returns what was removed. Call only while no other process
+    writes to the folder (a run folder belongs to one run)."""
+    d = Path(run_dir)
+    removed = []
+    if not d.is_dir():
+        return removed
+    for pattern in (f".{SNAPSHOT_NAME}-*.tmp", ".metrics-*.parquet.tmp"):
+        for p in d.glob(pattern):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+class SnapshotError(ValueError):
+    """A snapshot file that cannot be read or does not fit the model; one line naming it."""
+
+
 def snapshot_path(run_dir: str | os.PathLike) -> Path:
     """Where a run folder keeps its latest snapshot (a file path is returned as is)."""
     p = Path(run_dir)
@@ -119,11 +142,58 @@ def load_snapshot(path: str | os.PathLike, model=None, optimizer=None, *, restor
     if not p.exists():
         raise FileNotFoundError(f"no snapshot at {p}; resume needs a run folder that has "
                                 f"{SNAPSHOT_NAME} (written at the end of each epoch)")
-    snap = torch.load(p, map_location=map_location, weights_only=True)
+    snap = read_snapshot(p, map_location=map_location)
     if model is not None:
-        unwrap(model).load_state_dict(snap["model"])
+        try:
+            unwrap(model).load_state_dict(snap["model"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise SnapshotError(f"{p}: its weights do not fit this model "
+                                f"({_first_line(e)}); resume with the model options the run "
+                                f"was started with (see config.yaml next to it)") from None
     if optimizer is not None and snap.get("optimizer") is not None:
-        optimizer.load_state_dict(snap["optimizer"])
+        try:
+            optimizer.load_state_dict(snap["optimizer"])
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise SnapshotError(f"{p}: its optimizer state does not fit this optimizer "
+                                f"({type(e).__name__}: {_first_line(e)}); resume with the "
+                                f"optimizer the run was started with") from None
     if restore_rng_state:
-        restore_rng(snap["rng"])
+        try:
+            restore_rng(snap["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise SnapshotError(f"{p}: damaged RNG state ({_first_line(e)})") from None
     return snap
+
+
+_REQUIRED = {"model": dict, "epoch": int, "epoch_done": bool, "global_step": int, "rng": dict}
+
+
+def read_snapshot(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The snapshot dict in ``path`` (``weights_only=True``), its fields checked; a missing,
+    truncated, empty or foreign file raises :class:`SnapshotError` (or FileNotFoundError) with
+    one line naming the path."""
+    p = snapshot_path(path)
+    if not p.is_file():
+        what = "is a folder, not a snapshot file" if p.exists() else "does not exist"
+        raise FileNotFoundError(f"no snapshot at {p} ({what}); resume needs a run folder that has "
+                                f"{SNAPSHOT_NAME} (written at the end of each epoch)")
+    try:
+        snap = torch.load(p, map_location=map_location, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError,
+            TypeError, AttributeError, IndexError, UnicodeDecodeError, MemoryError) as e:
+        size = p.stat().st_size if p.exists() else 0
+        raise SnapshotError(f"{p}: not a readable snapshot ({size} bytes; "
+                            f"{type(e).__name__}: {_first_line(e)}); it is damaged or not written "
+                            f"by spiketrain: start a new run or restore the file") from None
+    if not isinstance(snap, dict):
+        raise SnapshotError(f"{p}: not a spiketrain snapshot (holds a {type(snap).__name__})")
+    for key, tp in _REQUIRED.items():
+        if not isinstance(snap.get(key), tp):
+            raise SnapshotError(f"{p}: not a spiketrain snapshot ('{key}' missing or not a "
+                                f"{tp.__name__})")
+    return snap
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return " ".join(lines[0].split())[:300] if lines else type(e).__name__

@@ -21,10 +21,11 @@ import torch
 from .. import strategies as st_strategies
 from ..hardware import get_backend
 from ..models.base import unwrap
+from .guard import NonFiniteError, NonFiniteGuard, advice, nonfinite_weights
 from .loop import EpochResult, evaluate, train_epoch
 from .metrics import MetricsLog, format_row
 from .optim import build_optimizer
-from .snapshot import load_snapshot, save_snapshot, snapshot_path
+from .snapshot import load_snapshot, remove_stale_temp_files, save_snapshot, snapshot_path
 
 EpochCallback = Callable[["Trainer", dict], None]
 
@@ -57,8 +58,9 @@ def make_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int = 0, ran
 
 
 def default_out_dir(stem: str = "run") -> Path:
-    """``runs/<stem>-<YYYYmmdd-HHMMSS>``."""
-    return Path("runs") / f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<stem>-<YYYYmmdd-HHMMSS-microseconds>-<4 hex>``: unique even within one second."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return Path("runs") / f"{stem}-{stamp}-{os.urandom(2).hex()}"
 
 
 class Trainer:
@@ -86,6 +88,9 @@ class Trainer:
         loader_options: extra keyword arguments for ``SpikeLoader`` when data are datasets.
         threads: CPU threads for torch (None: torch's default). One thread per process is
             fastest on a small, shared machine.
+        on_nonfinite: ``"stop"`` (default) ends training with one line at the first NaN/inf
+            loss or gradient norm, before the update and before any snapshot; ``"skip_batch"``
+            drops that batch's update and goes on (see :mod:`spiketrain.trainer.guard`).
     """
 
     def __init__(self, model, data, strategy: Any = "bptt", optimizer: Any = "adam", lr: float = 1e-3,
@@ -97,7 +102,7 @@ class Trainer:
                  resume: str | os.PathLike | None = None,
                  callbacks: Sequence[EpochCallback] = (), rank: int = 0, world_size: int = 1,
                  verbose: bool = True, loader_options: dict | None = None,
-                 threads: int | None = None, task: Any = None):
+                 threads: int | None = None, task: Any = None, on_nonfinite: str = "stop"):
         if epochs < 0 or batch_size <= 0:
             raise ValueError(f"epochs must be >= 0 and batch_size > 0 (got {epochs}, {batch_size})")
         if workers < 1:
@@ -117,16 +122,53 @@ class Trainer:
         self.callbacks: list[EpochCallback] = list(callbacks)
         self.rank, self.world_size, self.verbose = int(rank), int(world_size), bool(verbose)
         self.loader_options = dict(loader_options or {})
+        if threads is not None and int(threads) < 1:
+            raise ValueError(f"threads must be >= 1 (or None: torch's default), got {threads}")
+        if clip_grad is not None and not float(clip_grad) > 0:
+            raise ValueError(f"clip_grad must be > 0 (or None: no clipping), got {clip_grad}")
         self.threads = threads
+        self.on_nonfinite = on_nonfinite
+        self.guard = NonFiniteGuard(self._live_model, on_nonfinite, step=self._steps_done,
+                                    lr=self._current_lr, clip_grad=clip_grad)
+        self.resumed_from_step: int | None = None
+        self._loaded_from = None
         self.global_step = 0
         self.epoch = 0
         self._ready = False
+
+    # bound methods (not lambdas) for the guard, so a Trainer pickles to Ray workers
+    def _live_model(self):
+        return self.model
+
+    def _steps_done(self) -> int:
+        return self.global_step
+
+    def _current_lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
     # ----------------------------------------------------------------- setup pieces
     @property
     def is_main(self) -> bool:
         """Rank 0 writes metrics and snapshots and prints."""
         return self.rank == 0
+
+    def check(self) -> "Trainer":
+        """Refuse what cannot train, before any file is written: the hardware backend, and the
+        model against the data (the task's ``check``: ``n_in``, ``n_out`` vs classes)."""
+        get_backend(self.hardware)
+        self.task.check(unwrap(self.model), self.data[0] if isinstance(self.data, (tuple, list))
+                        else self.data)
+        return self
+
+    def check_resume(self) -> dict:
+        """Read the snapshot of ``resume`` and check that its weights fit the model and its
+        optimizer state fits the optimizer (one line naming the file if not), before any file
+        is written. Returns the snapshot."""
+        if self.resume is None:
+            return {}
+        opt = build_optimizer(self.optimizer_spec, unwrap(self.model).parameters(), lr=self.lr,
+                              weight_decay=self.weight_decay)
+        return load_snapshot(self.resume, self.model, opt, restore_rng_state=False)
 
     def setup(self) -> "Trainer":
         """Seed, pick the device, build loaders, strategy and optimizer (idempotent)."""
@@ -138,8 +180,7 @@ class Trainer:
         self.backend = get_backend(self.hardware)
         self.device = self.backend.device
         self.model.to(self.device)
-        self.task.check(unwrap(self.model), self.data[0] if isinstance(self.data, (tuple, list))
-                        else self.data)
+        self.check()
         train, test = self.data if isinstance(self.data, (tuple, list)) else (self.data, None)
         self.train_loader = make_loader(train, self.batch_size, shuffle=True, seed=self.seed,
                                         rank=self.rank, world_size=self.world_size,
@@ -168,9 +209,16 @@ class Trainer:
         return sd() if callable(sd) else None
 
     def save_snapshot(self, epoch_done: bool = True, partial: EpochResult | None = None) -> Path | None:
-        """Write ``out_dir/snapshot.pt`` atomically (rank 0 only)."""
+        """Write ``out_dir/snapshot.pt`` atomically (rank 0 only); refuse (NonFiniteError) to
+        replace the last good snapshot with NaN/inf weights."""
         if not self.is_main:
             return None
+        bad = nonfinite_weights(unwrap(self.model))
+        if bad:
+            raise NonFiniteError(
+                f"weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} became non-finite "
+                f"by step {self.global_step}: snapshot not written, the last one is intact; "
+                f"{advice(self.optimizer.param_groups[0]['lr'], self.clip_grad)}")
         extra = {"metrics": self.metrics.rows, "partial": partial.state_dict() if partial else None,
                  "strategy": self.strategy_name}
         return save_snapshot(self.out_dir, self.model, self.optimizer, epoch=self.epoch,
@@ -178,9 +226,21 @@ class Trainer:
                              loader_state=self._loader_state(), extra=extra)
 
     def load_snapshot(self, path: str | os.PathLike) -> dict:
-        """Restore weights, optimizer, RNG, loader, epoch/step and earlier metrics rows."""
+        """Restore weights, optimizer, RNG, loader, epoch/step and earlier metrics rows.
+
+        The options that may change on resume (``lr``, ``weight_decay``, ``clip_grad``,
+        ``epochs``, the strategy) are this Trainer's: the optimizer's restored learning rate
+        and weight decay are replaced by ``lr`` / ``weight_decay``, and the next metrics row
+        records ``resumed_from_step``.
+        """
         self.setup()
         snap = load_snapshot(path, self.model, self.optimizer, map_location=self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+            if "weight_decay" in group:
+                group["weight_decay"] = self.weight_decay
+        self.resumed_from_step = int(snap["global_step"])
+        self._loaded_from = path
         self.global_step = snap["global_step"]
         self.epoch = snap["epoch"] + (1 if snap["epoch_done"] else 0)
         extra = snap.get("extra") or {}
@@ -221,13 +281,16 @@ class Trainer:
                           task=self.task, clip_grad=self.clip_grad, device=self.device,
                           result=self._partial, skip=self._skip,
                           progress=self.progress and self.is_main, desc=tag,
-                          on_step=self._on_step, train_step=self.train_step)
+                          on_step=self._on_step, train_step=self.train_step, guard=self.guard)
         self._partial, self._skip = None, 0
         self._sync_weights()
         row = {"epoch": self.epoch, "global_step": self.global_step, **res.as_row("train")}
         row.update(self.test_row(tag))
         row.update(epoch_seconds=time.perf_counter() - t0, lr=self.optimizer.param_groups[0]["lr"],
                    strategy=self.strategy_name)
+        if self.resumed_from_step is not None:   # the first epoch after a resume says so
+            row["resumed_from_step"] = self.resumed_from_step
+            self.resumed_from_step = None
         self.metrics.append(row)
         if self.is_main:
             self.metrics.write()
@@ -253,10 +316,11 @@ class Trainer:
         if self.workers > 1 or self.engine != "torch":
             return self._delegate()
         self.setup()
-        if self.resume is not None:
+        if self.resume is not None and self._loaded_from is None:
             self.load_snapshot(self.resume)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.out_dir)
         last: dict = dict(self.metrics.rows[-1]) if self.metrics.rows else {}
         while self.epoch < self.epochs:
             last = self.train_one_epoch()

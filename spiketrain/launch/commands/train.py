@@ -5,8 +5,6 @@ import argparse
 import time
 from pathlib import Path
 
-import yaml
-
 from ..config import ConfigError, load_config
 
 
@@ -26,7 +24,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "unless --out is given)")
     p.add_argument("--strategy", metavar="NAME", help="memory strategy (replaces strategy: in "
                    "the config), e.g. bptt, checkpoint, eprop")
-    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<config>-<time>)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<config>-<time>-<id>); "
+                   "one that holds a run is refused unless --resume or --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (its config, metrics and snapshot)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     dispatch = _ray_dispatch()
     if dispatch is not None:
@@ -44,7 +45,7 @@ def _ray_dispatch():
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...trainer.snapshot import snapshot_path
+    from .. import run_folder
     from ..build import build_trainer
 
     # --strategy NAME replaces the config's strategy first, so --set strategy.* options
@@ -52,20 +53,43 @@ def run(args: argparse.Namespace) -> int:
     overrides = ([f"strategy={args.strategy}"] if args.strategy else []) + list(args.overrides)
     if args.no_progress:
         overrides.append("trainer.progress=false")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces one: give only one")
     dispatch = _ray_dispatch()          # registers its config sections before loading
     cfg = load_config(args.config, overrides)
-    if args.resume and not snapshot_path(args.resume).exists():
-        raise ConfigError(f"--resume {args.resume}: no snapshot there ({snapshot_path(args.resume)} "
-                          f"missing); pass the run folder of an earlier 'spiketrain train'")
-    out = args.out or args.resume
-    trainer = build_trainer(cfg, out_dir=out, resume=args.resume)
-    out_dir = trainer.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    cfg_dict = cfg.to_dict()
+    # everything is checked before the run folder is created or touched
+    resume = run_folder.resume_dir(args.resume) if args.resume else None
+    changes = run_folder.check_resume_config(resume, cfg_dict) if resume is not None else {}
+    unique = not (args.out or resume is not None or cfg.trainer.out_dir)
+    out = Path(args.out or resume or cfg.trainer.out_dir
+               or run_folder.unique_run_dir(cfg.stem))
+    same = resume is not None and out.resolve() == resume.resolve()
+    run_folder.check_writable_dir(out, "--out")
+    if not same and run_folder.holds_run(out) and not args.overwrite:
+        run_folder.claim(out)       # raises: the folder holds a run
+    trainer = build_trainer(cfg, out_dir=out, resume=resume)
+    trainer.check()
+    if resume is not None:
+        trainer.check_resume()
+    if dispatch is not None:
+        dispatch.check(trainer, args)
+    folder = run_folder.claim(out, overwrite=args.overwrite, resume=same, unique=unique)
+    trainer.out_dir = out_dir = folder.path
+    folder.write_config(cfg_dict)
+    what = f"{cfg.trainer.epochs} epochs"
+    if resume is not None:
+        what += f", resumed from {resume}" + (
+            " with " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+            if changes else "")
     print(f"run folder: {out_dir}  (model {cfg.model.target}, strategy {cfg.strategy.name}, "
-          f"{cfg.trainer.epochs} epochs)", flush=True)
+          f"{what})", flush=True)
     t0 = time.perf_counter()
-    row = dispatch.fit(trainer, args) if dispatch is not None else trainer.fit()
+    try:
+        row = dispatch.fit(trainer, args) if dispatch is not None else trainer.fit()
+    except BaseException:
+        folder.abandon()
+        raise
     dt = time.perf_counter() - t0
     if row:
         main = trainer.task.main_metric

@@ -70,8 +70,12 @@ class Classification(Task):
         return readout
 
     def check(self, model, data) -> None:
+        n_in, data_in = getattr(model, "n_in", None), getattr(data, "n_in", None)
+        if isinstance(n_in, int) and isinstance(data_in, int) and n_in != data_in:
+            raise ValueError(f"model.n_in={n_in} but the data has {data_in} input channels; set "
+                             f"model.n_in: {data_in} (or leave it out: it follows the data)")
         n_out = getattr(model, "n_out", None)
         n_classes = getattr(data, "n_classes", None)
         if n_out is not None and n_classes is not None and int(n_out) < int(n_classes):
             raise ValueError(f"model.n_out={n_out} but the data has {n_classes} classes; set "
-                             f"model.n_out: {n_classes}")
+                             f"model.n_out: {n_classes} (or leave it out: it follows the data)")
