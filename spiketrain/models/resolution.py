@@ -1,0 +1,203 @@
+"""Zero-shot temporal-resolution adaptation: run a network trained at step ``dt_S`` at step
+``dt_T`` without training (Karilanova, Fabre, Neftci, Özçelikkale, "Zero-Shot Temporal
+Resolution Domain Adaptation for Spiking Neural Networks", arXiv 2411.04760).
+
+Each neuron's sub-threshold part is a discretised linear state-space model
+``x[k+1] = A x[k] + B u[k]``; the input ``u[k]`` is a spike count per step (binned spikes,
+recurrent spikes), so it scales with the step: ``u_T ~ (dt_T / dt_S) u_S``. With
+``r = dt_T / dt_S`` the methods (:data:`METHODS`) are:
+
+``none``
+    keep every discrete parameter (the network simply runs faster or slower in time).
+``baseline``
+    recompute the decays from the time constants, ``A_T = exp(-dt_T / tau)``, input
+    weights unchanged (the reference method of the paper: scaling the time constant only).
+``integral``
+    ``A_T = A_S ** r`` (the exact re-discretisation of the same continuous system) and
+    ``B_T = (A_T - I)(A_S - I)^-1 B_S / r``: the input matched by the integral of the state
+    response over a step, for a spike rate held over the coarser step. Exact for the linear
+    part at the common times (see the tests), the identity at ``r = 1``, and it composes:
+    ``S -> T -> S`` returns the original parameters.
+``euler``
+    first-order (forward Euler) re-discretisation, ``A_T = I + r (A_S - I)``,
+    ``B_T = B_S``: the same steady state for a constant spike rate, first-order transients.
+
+A bias (a value held every step, not a count) maps with ``(1 - a_T) / (1 - a_S)``
+(integral) or ``r`` (euler). Thresholds and the reset are instantaneous and stay.
+
+:func:`adapt` maps a whole RSNN (any layer with a fixed LIF/ALIF ``kernel_spec()``, or a
+``map_resolution(dt_target, method)`` method such as ``adlif``, ``lif_learn``,
+``alif_learn``) and its leaky readout, and returns the model keyword arguments that rebuild
+it at the new step (what ``spiketrain adapt`` writes into the new run's config).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor
+
+METHODS = ("none", "baseline", "integral", "euler")
+
+
+def _check(method: str, dt_source: float, dt_target: float) -> float:
+    if method not in METHODS:
+        raise ValueError(f"unknown resolution mapping {method!r}; choose one of "
+                         f"{', '.join(METHODS)}")
+    if not (dt_source > 0 and dt_target > 0):
+        raise ValueError(f"time steps must be positive, got dt_source={dt_source}, "
+                         f"dt_target={dt_target}")
+    return dt_target / dt_source
+
+
+def map_scalar(a: Tensor, dt_source: float, dt_target: float, method: str):
+    """Per-neuron first-order system: decays ``a [H]`` at ``dt_source`` -> ``(a_T, g)``:
+    the decays at ``dt_target`` and the gain ``g [H]`` of a spike-count input."""
+    r = _check(method, dt_source, dt_target)
+    a = torch.as_tensor(a, dtype=torch.float64)
+    one = torch.ones_like(a)
+    if method == "none":
+        return a.clone(), one
+    if method == "euler":
+        a_t = 1 - r * (1 - a)
+        if bool((a_t <= 0).any()):
+            raise ValueError(f"euler mapping: a step {r:g}x coarser makes a decay <= 0 "
+                             f"(min {float(a_t.min()):.3g}); use the integral mapping")
+        return a_t, one
+    if bool((a <= 0).any()):
+        raise ValueError("a decay <= 0 has no continuous-time equivalent; cannot map it")
+    a_t = a ** r
+    if method == "baseline":
+        return a_t, one
+    leak = (1 - a).abs() > 1e-12
+    g = torch.where(leak, (1 - a_t) / torch.where(leak, 1 - a, one) / r, one)
+    return a_t, g
+
+
+def bias_gain(a: Tensor, dt_source: float, dt_target: float, method: str) -> Tensor:
+    """Gain of a bias (a value held every step) into a decay ``a`` (``[H]`` or scalar)."""
+    r = _check(method, dt_source, dt_target)
+    a = torch.as_tensor(a, dtype=torch.float64)
+    if method in ("none", "baseline"):
+        return torch.ones_like(a)
+    if method == "euler":
+        return torch.full_like(a, r)
+    a_t, g = map_scalar(a, dt_source, dt_target, method)
+    return g * r
+
+
+def matrix_power(A: Tensor, p: float) -> Tensor:
+    """Principal real power ``A ** p`` of a batch of 2x2 matrices ``[H, 2, 2]`` (Sylvester's
+    formula over the eigenvalues; refused when the result is not real, e.g. a negative
+    real eigenvalue raised to a fractional power)."""
+    A = A.to(torch.float64)
+    tr = A[:, 0, 0] + A[:, 1, 1]
+    det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+    disc = torch.sqrt((tr * tr / 4 - det).to(torch.complex128))
+    l1, l2 = tr / 2 + disc, tr / 2 - disc
+    I = torch.eye(2, dtype=torch.complex128).expand_as(A)
+    Ac = A.to(torch.complex128)
+    f1, f2 = l1 ** p, l2 ** p
+    close = (l1 - l2).abs() < 1e-9 * (1 + l1.abs())
+    d = torch.where(close, torch.ones_like(l1), l1 - l2)
+    dist = (f1[:, None, None] * (Ac - l2[:, None, None] * I)
+            - f2[:, None, None] * (Ac - l1[:, None, None] * I)) / d[:, None, None]
+    # repeated eigenvalue lam: A^p = lam^p I + p lam^(p-1) (A - lam I)
+    lam = (l1 + l2) / 2
+    rep = lam[:, None, None] ** p * I + p * lam[:, None, None] ** (p - 1) * (Ac - lam[:, None, None] * I)
+    out = torch.where(close[:, None, None], rep, dist)
+    if float(out.imag.abs().max()) > 1e-9 * max(1.0, float(out.real.abs().max())):
+        raise ValueError("integral mapping: a neuron's transition matrix has a negative real "
+                         "eigenvalue; its fractional power is not real")
+    return out.real
+
+
+def map_matrix(A: Tensor, Bs: list[Tensor], dt_source: float, dt_target: float, method: str):
+    """Per-neuron linear system ``A [H, n, n]`` with count inputs ``Bs`` (each ``[H, n]``)
+    -> ``(A_T, [B_T, ...])`` for the ``integral`` or ``euler`` mapping (``n = 2``)."""
+    r = _check(method, dt_source, dt_target)
+    A = A.to(torch.float64)
+    I = torch.eye(A.shape[-1], dtype=A.dtype).expand_as(A)
+    if method == "euler":
+        return I + r * (A - I), [B.to(torch.float64).clone() for B in Bs]
+    if method != "integral":
+        raise ValueError(f"map_matrix covers the integral and euler mappings, got {method!r}")
+    A_t = matrix_power(A, r)
+    M = torch.linalg.solve((A - I).transpose(-1, -2), (A_t - I).transpose(-1, -2)).transpose(-1, -2)
+    return A_t, [(M @ B.to(torch.float64)[..., None])[..., 0] / r for B in Bs]
+
+
+# --------------------------------------------------------------------------- whole models
+def _tau(a: float, dt: float) -> float:
+    if not 0 < a < 1:
+        raise ValueError(f"decay {a} has no time constant")
+    return -dt / math.log(a)
+
+
+def adapt(model, dt_source: float, dt_target: float, method: str = "integral"):
+    """Map an RSNN-style model (``layers`` + leaky readout ``kappa``, ``w_out``, ``b_out``)
+    trained at step ``dt_source`` (ms) to ``dt_target`` (ms).
+
+    Returns ``(mapped_copy, changes)``: a deep copy with mapped parameters, and the model
+    keyword arguments that rebuild that copy (``dt``, ``tau_mem``, ``tau_out``,
+    ``tau_adapt``, ``neuron_options``) for a config. The source model is not modified."""
+    _check(method, dt_source, dt_target)
+    for attr in ("layers", "w_out", "kappa"):
+        if not hasattr(model, attr):
+            raise ValueError(f"resolution mapping needs an RSNN-style model (layers and a leaky "
+                             f"readout); {type(model).__name__} has no {attr!r}")
+    new = copy.deepcopy(model)
+    changes: dict = {"dt": float(dt_target)}
+    neuron_opts: dict = {}
+    for k, layer in enumerate(new.layers):
+        spec = layer.kernel_spec() if callable(getattr(layer, "kernel_spec", None)) else None
+        if spec is not None:
+            _map_fixed_lif(layer, spec, dt_source, dt_target, method, changes, neuron_opts, k)
+        elif callable(getattr(layer, "map_resolution", None)):
+            ldt = getattr(layer, "dt", dt_source)
+            if abs(ldt - dt_source) > 1e-9 * dt_source:
+                raise ValueError(f"layer {k} runs at dt={ldt} but the source step is {dt_source}")
+            layer.map_resolution(dt_target, method)
+        else:
+            raise ValueError(f"layer {k} ({type(layer).__name__}) has no resolution mapping: "
+                             f"give it a method map_resolution(dt_target, method)")
+    # leaky readout: spikes are counts, the bias a held value
+    k_t, g = map_scalar(torch.tensor([new.kappa], dtype=torch.float64), dt_source, dt_target,
+                        method)
+    gb = bias_gain(torch.tensor([new.kappa], dtype=torch.float64), dt_source, dt_target, method)
+    with torch.no_grad():
+        new.w_out.mul_(float(g))
+        new.b_out.mul_(float(gb))
+    new.kappa = float(k_t)
+    changes["tau_out"] = _tau(new.kappa, dt_target)
+    if neuron_opts:
+        changes["neuron_options"] = neuron_opts
+    return new, changes
+
+
+def _map_fixed_lif(layer, spec, dt_s, dt_t, method, changes, neuron_opts, k):
+    """A layer with constant (per-layer) LIF/ALIF decays: new constants, scaled weights."""
+    b_t, g = map_scalar(torch.tensor([spec.beta], dtype=torch.float64), dt_s, dt_t, method)
+    layer.beta = float(b_t)
+    with torch.no_grad():
+        layer.w_in.mul_(float(g))
+        if getattr(layer, "w_rec", None) is not None:
+            layer.w_rec.mul_(float(g))
+    _same(changes, "tau_mem", _tau(layer.beta, dt_t), k)
+    if spec.alif:
+        r_t, g_a = map_scalar(torch.tensor([spec.rho], dtype=torch.float64), dt_s, dt_t, method)
+        layer.rho = float(r_t)
+        layer.adapt = float(spec.adapt * g_a)
+        _same(changes, "tau_adapt", _tau(layer.rho, dt_t), k)
+        _same(neuron_opts, "adapt", layer.adapt, k)
+
+
+def _same(d: dict, key: str, value: float, k: int) -> None:
+    if key in d and abs(d[key] - value) > 1e-9 * abs(value):
+        raise ValueError(f"layer {k} maps {key} to {value}, another layer to {d[key]}: the "
+                         f"model's {key} is one value for all layers")
+    d[key] = float(value)
+
+
+__all__ = ["METHODS", "map_scalar", "bias_gain", "matrix_power", "map_matrix", "adapt"]
