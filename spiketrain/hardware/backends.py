@@ -383,5 +383,3 @@ def get_backend(name: str = "auto") -> Backend:
                                   cls.unavailable_reason() else "; use hardware: auto or cpu"))
     return cls()
 
-
-from . import ipu  # noqa: E402,F401  (registers "ipu"; imports poptorch only when used)
