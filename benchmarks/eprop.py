@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 import spiketrain as st
 from spiketrain.models import spike
-from spiketrain.models.neurons import LIFLayer
+from spiketrain.models import LIFLayer
 
 N_IN, HIDDEN, N_OUT, RATE = 700, 256, 20, 0.02
 

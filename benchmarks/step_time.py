@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import spiketrain as st
 from spiketrain.hardware import format_size
-from spiketrain.models.surrogates import SURROGATE_GRADS
+from spiketrain.models import SURROGATE_GRADS
 from spiketrain.strategies.bptt import SavedBytes
 
 N_IN, HIDDEN, N_OUT, BATCH, RATE = 700, 256, 20, 32, 0.02

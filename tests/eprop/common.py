@@ -45,3 +45,13 @@ def eprop_grads(model, x, y, loss_fn=step_ce, **opts):
     model.zero_grad(set_to_none=True)
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def loop_grads(model, x, y, loss_fn=step_ce):
+    """Reference independent of every kernel: autograd through a loop over ``model.step``."""
+    state, loss = model.init_state(x.shape[1]), 0.0
+    for x_t, y_t in zip(x.unbind(0), y.unbind(0)):
+        state, o_t = model.step(state, x_t)
+        loss = loss + loss_fn(o_t, y_t)
+    return loss.detach(), dict(zip([n for n, _ in model.named_parameters()],
+                                   torch.autograd.grad(loss, list(model.parameters()))))

@@ -7,7 +7,7 @@ import spiketrain as st
 from spiketrain.hardware.compiled import ENV
 from spiketrain.strategies.eprop import NotDiagonalError
 
-from .common import bptt_grads, eprop_grads, make_data, make_model, step_ce
+from .common import bptt_grads, eprop_grads, loop_grads, make_data, make_model, step_ce
 from .test_exact import _assert_equal
 
 
@@ -27,6 +27,10 @@ def test_eager_single_layer_equals_bptt(neuron, data, eager_env):
     assert notes["eager"] is True and notes["compiled"] == [False] and notes["exact"]
     assert torch.allclose(lb, le, rtol=1e-12)
     _assert_equal(gb, ge)
+    # and against the independent reference: autograd through model.step, no fused kernel
+    lr, gr = loop_grads(model, x, y)
+    assert torch.allclose(lr, le, rtol=1e-12)
+    _assert_equal(gr, ge)
 
 
 @pytest.mark.parametrize("neuron", ["lif", "alif"])

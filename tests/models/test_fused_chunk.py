@@ -1,9 +1,12 @@
-"""RSNN.chunk (fused) must equal looping step(): forward close, gradients to 1e-5."""
+"""RSNN.chunk (fused) must equal looping step(): forward close, gradients to 1e-5. The
+reference is plain autograd through ``step``; the fused chunk runs its compiled kernels (numba)
+or, with ``SPIKETRAIN_KERNELS=torch`` (what runs on CUDA), its eager PyTorch ops."""
 import itertools
 
 import pytest
 import torch
 
+from spiketrain.hardware.compiled import ENV
 from spiketrain.models import RSNN
 from spiketrain.models.snn.surrogates import SURROGATE_GRADS
 
@@ -57,6 +60,18 @@ def test_chunk_equals_step_loop(neuron, reset, layers, recurrent):
              recurrent=recurrent, sparse="dense")
     x = (torch.rand(50, 4, 20) < 0.2).float()
     _check(m, x)
+
+
+@pytest.mark.parametrize("neuron,reset,layers,recurrent",
+                         [c for c in CASES if c[2] == 2 or not c[3]])
+def test_eager_torch_chunk_equals_step_loop(neuron, reset, layers, recurrent, monkeypatch):
+    """The eager PyTorch fused path (no compiled kernels) against autograd through step."""
+    monkeypatch.setenv(ENV, "torch")
+    torch.manual_seed(0)
+    m = RSNN(n_in=20, hidden=16, n_out=5, layers=layers, neuron=neuron, reset=reset,
+             recurrent=recurrent, sparse="sparse")
+    m.fused_block = 13
+    _check(m, (torch.rand(50, 4, 20) < 0.2).float())
 
 
 @pytest.mark.parametrize("surrogate", sorted(SURROGATE_GRADS))
