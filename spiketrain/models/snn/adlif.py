@@ -30,6 +30,8 @@ adLIF is a general two-state linear neuron.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -153,7 +155,7 @@ class AdLIFLayer(NeuronLayer):
         if method == "none":  # keep the discrete system: time constants scale with dt
             if self.form == "tau":
                 with torch.no_grad():
-                    shift = torch.log(torch.tensor(dt_target / self.dt))
+                    shift = math.log(dt_target / self.dt)
                     self.log_tau_mem.add_(shift)
                     self.log_tau_adapt.add_(shift)
             self.dt = float(dt_target)
