@@ -67,7 +67,7 @@ def resume_dir(arg: str | os.PathLike) -> Path:
     if p.is_file() and p.suffix == ".pt":
         p = p.parent
     if not p.is_dir():
-        raise ConfigError(f"--resume {arg}: no run folder there; pass the folder of an earlier "
+        raise ConfigError(f"--resume {arg}: no snapshot there (no such run folder); pass the folder of an earlier "
                           f"'spiketrain train' (it holds snapshot.pt)")
     if not (p / "snapshot.pt").is_file():
         raise ConfigError(f"--resume {arg}: no snapshot there ({p / 'snapshot.pt'} missing); pass "
