@@ -93,3 +93,96 @@ def test_reader_errors(tmp_path):
         SHDDataset(p)
     with pytest.raises(FileNotFoundError):
         SHDDataset(tmp_path / "missing.h5")
+
+
+# ---------------------------------------------------------------------------- bad files
+def _write_raw(path, times, units, labels, t_dtype=np.float32, u_dtype=np.int32):
+    """An SHD-layout file with the given dtypes (wider than the published ones, to hold
+    negative unit ids or float labels)."""
+    with h5py.File(path, "w") as f:
+        g = f.create_group("spikes")
+        t = g.create_dataset("times", (len(times),), dtype=h5py.vlen_dtype(t_dtype))
+        u = g.create_dataset("units", (len(units),), dtype=h5py.vlen_dtype(u_dtype))
+        for i, (ti, ui) in enumerate(zip(times, units)):
+            t[i] = np.asarray(ti, t_dtype)
+            u[i] = np.asarray(ui, u_dtype)
+        f.create_dataset("labels", data=np.asarray(labels))
+
+
+GOOD_T = [[0.0, 0.01, 0.02], [0.005, 0.03]]
+GOOD_U = [[0, 1, 2], [3, 1]]
+
+
+@pytest.mark.parametrize("times,units,labels,fragment", [
+    (GOOD_T, [[0, -1, 2], [3, 1]], [0, 1], "negative unit id -1"),
+    (GOOD_T, [[0, 1, 9], [3, 1]], [0, 1], "unit id 9 >= n_in=4"),
+    (GOOD_T, GOOD_U, [0], "1 labels, 2 spikes/times"),
+    (GOOD_T, GOOD_U, [0, 1, 1], "3 labels, 2 spikes/times"),
+    (GOOD_T, GOOD_U, [0.0, 1.7], "labels must be integers"),
+    (GOOD_T, GOOD_U, [[0, 1], [1, 0]], "labels must be a 1-D array"),
+    (GOOD_T, GOOD_U, [0, -3], "negative label"),
+    ([[0.0, 0.01], [0.005, 0.03]], GOOD_U, [0, 1], "sample 0 has (2,) times and (3,) units"),
+])
+def test_bad_fields_are_refused_naming_the_file(tmp_path, times, units, labels, fragment):
+    p = tmp_path / "bad.h5"
+    _write_raw(p, times, units, labels)
+    with pytest.raises(ValueError) as err:
+        SHDDataset(p, T=5, dt=0.01, n_in=4, n_classes=2 if fragment != "negative label" else None)
+    msg = str(err.value)
+    assert fragment in msg and str(p) in msg and "\n" not in msg, msg
+
+
+def test_float_units_are_refused(tmp_path):
+    p = tmp_path / "fu.h5"
+    _write_raw(p, GOOD_T, [[0.5, 1, 2], [3, 1]], [0, 1], u_dtype=np.float32)
+    with pytest.raises(ValueError, match="unit ids must be integers"):
+        SHDDataset(p, T=5, dt=0.01, n_in=4)
+
+
+def test_non_finite_and_negative_times_dropped_and_counted(tmp_path):
+    p = tmp_path / "nan.h5"
+    _write_raw(p, [[0.0, np.nan, 0.02, np.inf], [-0.01, 0.03]], [[0, 1, 2, 3], [3, 1]], [0, 1])
+    with pytest.warns(UserWarning, match="dropped 2 events with non-finite times and 1 with"):
+        ds = SHDDataset(p, T=5, dt=0.01, n_in=4)
+    assert ds.dropped == {"non_finite": 2, "negative_time": 1}
+    x, _ = ds.get_batch([0, 1])
+    assert x.sum().item() == 3                      # (0, u0), (2, u2), (3, u1)
+    assert x[0, 0, 0] == 1 and x[2, 0, 2] == 1 and x[3, 1, 1] == 1
+
+
+def test_huge_times_do_not_wrap_into_valid_steps():
+    keys = bin_spikes([1e30, 0.0], [1, 2], T=5, dt=0.01, n_in=4)
+    assert keys.tolist() == [2]
+
+
+@pytest.mark.parametrize("damage", ["header", "truncate", "empty", "text"])
+def test_damaged_file_is_one_line_naming_it(tmp_path, damage):
+    p = make_synthetic_shd(tmp_path / "ok.h5", n_samples=6, n_classes=2, n_in=20,
+                           duration_s=0.1, seed=1, band_width=4)
+    data = bytearray(open(p, "rb").read())
+    if damage == "header":
+        data[:8] = b"\0" * 8
+    elif damage == "truncate":
+        data = data[: len(data) // 3]
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data = bytearray(b"spikes,units\n1,2\n")
+    open(p, "wb").write(bytes(data))
+    with pytest.raises(ValueError) as err:
+        SHDDataset(p, T=10, dt=0.01, n_in=20)
+    assert str(p) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_dataset_and_wrong_layout(tmp_path):
+    p = tmp_path / "m.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("labels", data=np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="lacks dataset 'spikes/times'"):
+        SHDDataset(p)
+    with h5py.File(p, "w") as f:
+        f.create_dataset("spikes/times", data=np.zeros((2, 3), np.float32))
+        f.create_dataset("spikes/units", data=np.zeros((2, 3), np.int32))
+        f.create_dataset("labels", data=np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="one array per sample"):
+        SHDDataset(p)
