@@ -12,3 +12,4 @@ __all__ = ["RecurrentModel", "State", "state_detach", "state_flatten", "state_ma
            "available", "build", "register", "resolve", "RSNN", "reduce_outputs",
            "SURROGATE_GRADS", "spike", "surrogate_grad"]
 from . import gaincell  # noqa: E402,F401  (registers "gaincell_gpt")
+from . import detector  # noqa: E402,F401  (registers "hybrid_detector")

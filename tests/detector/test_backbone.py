@@ -29,7 +29,7 @@ def test_plif_step_matches_hand_loop():
 
 def test_plif_nonzero_reset_and_init_tau():
     neuron = PLIF(init_tau=2.0, v_reset=-0.5)
-    assert abs(float(neuron.inv_tau) - 0.5) < 1e-7
+    assert abs(neuron.inv_tau.item() - 0.5) < 1e-7
     v, s = plif_step(torch.tensor([0.0, 0.9]), torch.tensor([4.0, 0.0]), torch.tensor(0.5), 1.0, -0.5)
     # h = v + (x - (v + 0.5)) / 2: [1.75 -> spike -> reset -0.5, 0.9 + (-1.4)/2 = 0.2]
     assert torch.equal(s, torch.tensor([1.0, 0.0]))

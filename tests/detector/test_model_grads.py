@@ -8,6 +8,14 @@ from spiketrain.models.detector import HybridDetector
 SIZE = (32, 32)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny convolutions: threads only add overhead on a shared machine
+    yield
+    torch.set_num_threads(n)
+
+
 def _model(bridge="attention", bins=8):
     torch.manual_seed(0)
     return HybridDetector(input_size=SIZE, bins=bins, channels=(4, 8, 8, 8), ann_width=8,

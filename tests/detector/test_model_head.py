@@ -1,4 +1,5 @@
 """Head, loss, assignment, NMS and decoding; the head overfits a fixed batch."""
+import pytest
 import torch
 
 from spiketrain.models.detector import HybridDetector, assign, batched_nms, box_iou, giou, make_anchors, nms
@@ -34,7 +35,15 @@ def test_assignment_levels_and_nearest_cell():
     assert bool((assign(anchors, torch.zeros(0, 4), (8, 16, 32)) == -1).all())
 
 
-def test_head_overfits_fixed_batch_and_decode_recovers_boxes():
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny convolutions: threads only add overhead on a shared machine
+    yield
+    torch.set_num_threads(n)
+
+
+def test_head_overfits_fixed_batch_and_decode_recovers_boxes(one_thread):
     torch.manual_seed(0)
     model = HybridDetector(input_size=(64, 64), bins=4, channels=(8, 8, 16, 16), ann_width=16,
                            head_depth=1)
@@ -53,7 +62,7 @@ def test_head_overfits_fixed_batch_and_decode_recovers_boxes():
         loss = model.detection_loss(model.detect(model(x)), targets)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
     with torch.no_grad():
         dets = model.decode(model.detect(model(x)), conf=0.3, iou=0.5)
