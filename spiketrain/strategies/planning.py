@@ -198,8 +198,8 @@ def choose(rows: list[Candidate], budget: dict[str, int]) -> Candidate | None:
     (fitting ones first, cheapest first), note why, and return the cheapest that fits."""
     for c in rows:
         over = {t: n for t, n in c.need.items() if t in budget and n > budget[t]}
+        c.fits, c.why = not over, ""
         if over:
-            c.fits = False
             c.why = "; ".join(f"needs {format_size(n)} > {t} budget {format_size(budget[t])}"
                               for t, n in over.items())
     rows.sort(key=lambda c: (not c.fits, c.est_s))

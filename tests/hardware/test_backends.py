@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from spiketrain.hardware import backends, get_backend
-from spiketrain.hardware.backends import CPUBackend, HardwareUnavailable, Prefetcher
+from spiketrain.hardware.backends import (CPUBackend, CUDABackend, HardwareUnavailable, Prefetcher,
+                                          backend_for)
 from spiketrain.hardware.ipu import MISSING_POPTORCH, IPUTrainStep
 from spiketrain.hardware.profiles import A100, H100, IPU_GC200, get_profile
 from spiketrain.models import RSNN
@@ -81,11 +82,10 @@ def test_profiles_published_and_measured():
     cpu = get_profile("cpu")
     assert cpu.peak_flops > 1e8 and cpu.bandwidth["device"] > 1e8 and cpu.memory["device"] > 0
     assert get_profile("gc200") is IPU_GC200
-    # roofline: a transfer-bound plan is predicted slower on the slower link
-    t_a100 = A100.predict_seconds(flops=1e12, moved={"host": 10e9})
-    t_h100 = H100.predict_seconds(flops=1e12, moved={"host": 10e9})
-    assert t_h100 < t_a100
-    assert IPU_GC200.fits({"device": 800 * 1000**2}) and not IPU_GC200.fits({"device": 10**9})
+    # what the planner charges per byte moved: the slower link costs more
+    assert H100.seconds_per_byte("host") < A100.seconds_per_byte("host") == 1 / 32e9
+    assert cpu.seconds_per_byte("disk") == 1 / cpu.bandwidth["disk"]
+    assert CPUBackend().profile() is cpu  # measured once per process
     with pytest.raises(ValueError, match="unknown device profile"):
         get_profile("tpu-v9")
 
@@ -94,6 +94,25 @@ def test_prefetcher_on_cpu_is_identity():
     p = Prefetcher("cpu")
     t = [torch.ones(3)]
     assert p.wait(p.start(t))[0] is t[0]
+    assert p.wait(p.start(lambda: t))[0] is t[0]  # a load function runs at once
+    assert CPUBackend().prefetcher() is None  # no copy stream: strategies load when needed
+
+
+def test_backend_for_device_and_the_slow_tier_rule(monkeypatch):
+    cpu = backend_for("cpu")
+    assert isinstance(cpu, CPUBackend) and backend_for(torch.device("cpu")) is cpu
+    # the one rule: where the device tier is host RAM, host is no slower tier
+    assert cpu.shares_host_memory and cpu.slow_tiers == ("disk",) and cpu.slow_tier == "disk"
+    assert cpu.compiled_kernels and cpu.training_step(None, None, None, None) is None
+    with cpu.tiers() as tiers:
+        assert tiers.slow_name == "disk"
+    cuda = CUDABackend(0)  # built without touching a GPU
+    assert not cuda.shares_host_memory and cuda.slow_tiers == ("host", "disk")
+    assert not cuda.compiled_kernels
+    # another device type: the CPU rules on that device
+    other = backend_for("meta")
+    assert other.device == torch.device("meta") and other.slow_tier == "disk"
+    assert not other.compiled_kernels
 
 
 def test_ipu_options_and_training_step_match_cpu(poptorch_standin):

@@ -8,7 +8,7 @@ import torch
 import spiketrain as st
 from spiketrain.hardware.tiers import DiskTier, HostTier, TierFullError, Tiers
 from spiketrain.models.base import state_nbytes
-from spiketrain.strategies.offload import pack_bits, unpack_bits
+from spiketrain.hardware.bits import pack_bits, unpack_bits
 
 from .common import make, run
 
@@ -117,10 +117,25 @@ def test_bit_packing_roundtrip():
     p = pack_bits(z)
     assert p.dtype == torch.uint8 and p.numel() == math.ceil(z.numel() / 8)
     assert torch.equal(unpack_bits(p, z.shape, z.dtype), z)
+    # offload stores spikes with this packer: element 8 j + i is bit i of byte j
+    assert pack_bits(torch.tensor([1., 0, 0, 0, 0, 0, 0, 1, 0, 1])).tolist() == [129, 2]
+
+
+def test_offload_bits_exact_bytes_and_values():
+    """Offload's bit-packed spikes: ceil(n / 8) bytes per spike tensor, same gradients."""
+    model, x = make("lif1", 37)
+    model.spike_storage = "float"
+    _, g_float, rf = run(model, x, "offload", spikes="float", tier="disk")
+    _, g_bits, rb = run(model, x, "offload", spikes="bits", tier="disk")
+    assert all(torch.equal(a, b) for a, b in zip(g_bits, g_float))  # unpacked bit-exactly
+    spikes = 37 * 4 * 16  # the float spike tensor the model saves: [T, B, H]
+    assert rf.peak_bytes["disk"] - rb.peak_bytes["disk"] == spikes * 4 - math.ceil(spikes / 8)
 
 
 def test_tiers_exact_accounting_and_cleanup(tmp_path):
     t = Tiers({"device": 1000, "disk": "1MiB"}, scratch=str(tmp_path / "scratch"))
+    assert t.slow_name == "disk"  # on the CPU (the CPU backend's rule)
+    assert t.over_capacity({"device": 1001, "disk": 10}) == {"device": (1001, 1000)}
     a = torch.arange(10, dtype=torch.float32)
     b = torch.arange(6, dtype=torch.int64).view(2, 3)
     t.device.put("a", [a])
