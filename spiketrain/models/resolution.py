@@ -87,10 +87,10 @@ def bias_gain(a: Tensor, dt_source: float, dt_target: float, method: str) -> Ten
     return g * r
 
 
-def matrix_power(A: Tensor, p: float) -> Tensor:
-    """Principal real power ``A ** p`` of a batch of 2x2 matrices ``[H, 2, 2]`` (Sylvester's
-    formula over the eigenvalues; refused when the result is not real, e.g. a negative
-    real eigenvalue raised to a fractional power)."""
+def _matrix_function(A: Tensor, f, df, what: str) -> Tensor:
+    """``f(A)`` for a batch of 2x2 real matrices ``[H, 2, 2]`` by Sylvester's formula over
+    the eigenvalues (``f(lam) I + df(lam) (A - lam I)`` for a repeated one); refused when
+    the result is not real."""
     A = A.to(torch.float64)
     tr = A[:, 0, 0] + A[:, 1, 1]
     det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
@@ -98,24 +98,45 @@ def matrix_power(A: Tensor, p: float) -> Tensor:
     l1, l2 = tr / 2 + disc, tr / 2 - disc
     I = torch.eye(2, dtype=torch.complex128).expand_as(A)
     Ac = A.to(torch.complex128)
-    f1, f2 = l1 ** p, l2 ** p
-    close = (l1 - l2).abs() < 1e-9 * (1 + l1.abs())
-    d = torch.where(close, torch.ones_like(l1), l1 - l2)
-    dist = (f1[:, None, None] * (Ac - l2[:, None, None] * I)
-            - f2[:, None, None] * (Ac - l1[:, None, None] * I)) / d[:, None, None]
-    # repeated eigenvalue lam: A^p = lam^p I + p lam^(p-1) (A - lam I)
-    lam = (l1 + l2) / 2
-    rep = lam[:, None, None] ** p * I + p * lam[:, None, None] ** (p - 1) * (Ac - lam[:, None, None] * I)
+    close = (l1 - l2).abs() < 1e-7 * (1 + l1.abs())
+    d = torch.where(close, torch.ones_like(l1), l1 - l2)[:, None, None]
+    dist = (f(l1)[:, None, None] * (Ac - l2[:, None, None] * I)
+            - f(l2)[:, None, None] * (Ac - l1[:, None, None] * I)) / d
+    lam = ((l1 + l2) / 2)[:, None, None]
+    rep = f(lam) * I + df(lam) * (Ac - lam * I)
     out = torch.where(close[:, None, None], rep, dist)
     if float(out.imag.abs().max()) > 1e-9 * max(1.0, float(out.real.abs().max())):
-        raise ValueError("integral mapping: a neuron's transition matrix has a negative real "
-                         "eigenvalue; its fractional power is not real")
+        raise ValueError(f"integral mapping: {what} is not real (a neuron's transition matrix "
+                         f"has a negative real eigenvalue)")
     return out.real
 
 
+def matrix_power(A: Tensor, p: float) -> Tensor:
+    """Principal real power ``A ** p`` of a batch of 2x2 matrices ``[H, 2, 2]`` (refused
+    when it is not real, e.g. a negative real eigenvalue raised to a fractional power)."""
+    return _matrix_function(A, lambda l: l ** p, lambda l: p * l ** (p - 1), "A ** r")
+
+
+def _integral_input_map(A: Tensor, r: float) -> Tensor:
+    """``M = (A^r - I)(A - I)^-1`` as the matrix function ``(l^r - 1) / (l - 1)`` (its limit
+    ``r`` at an eigenvalue 1: a non-leaky mode, e.g. adlif coupling ``a = -1``)."""
+    def f(l):
+        near = (l - 1).abs() < 1e-6
+        safe = torch.where(near, torch.full_like(l, 2.0), l)
+        return torch.where(near, r + r * (r - 1) / 2 * (l - 1), (safe ** r - 1) / (safe - 1))
+
+    def df(l):
+        near = (l - 1).abs() < 1e-4
+        safe = torch.where(near, torch.full_like(l, 2.0), l)
+        exact = (r * safe ** (r - 1) * (safe - 1) - (safe ** r - 1)) / (safe - 1) ** 2
+        return torch.where(near, r * (r - 1) / 2 + r * (r - 1) * (r - 2) / 6 * (l - 1), exact)
+
+    return _matrix_function(A, f, df, "(A^r - I)(A - I)^-1")
+
+
 def map_matrix(A: Tensor, Bs: list[Tensor], dt_source: float, dt_target: float, method: str):
-    """Per-neuron linear system ``A [H, n, n]`` with count inputs ``Bs`` (each ``[H, n]``)
-    -> ``(A_T, [B_T, ...])`` for the ``integral`` or ``euler`` mapping (``n = 2``)."""
+    """Per-neuron linear system ``A [H, 2, 2]`` with count inputs ``Bs`` (each ``[H, 2]``)
+    -> ``(A_T, [B_T, ...])`` for the ``integral`` or ``euler`` mapping."""
     r = _check(method, dt_source, dt_target)
     A = A.to(torch.float64)
     I = torch.eye(A.shape[-1], dtype=A.dtype).expand_as(A)
@@ -124,7 +145,7 @@ def map_matrix(A: Tensor, Bs: list[Tensor], dt_source: float, dt_target: float, 
     if method != "integral":
         raise ValueError(f"map_matrix covers the integral and euler mappings, got {method!r}")
     A_t = matrix_power(A, r)
-    M = torch.linalg.solve((A - I).transpose(-1, -2), (A_t - I).transpose(-1, -2)).transpose(-1, -2)
+    M = _integral_input_map(A, r)
     return A_t, [(M @ B.to(torch.float64)[..., None])[..., 0] / r for B in Bs]
 
 

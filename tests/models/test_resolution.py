@@ -183,3 +183,17 @@ def test_unsupported_layer_is_refused_by_name():
         adapt(m, DT, 5.0, "integral")
     with pytest.raises(ValueError, match="RSNN-style"):
         adapt(torch.nn.Linear(2, 2), DT, 5.0, "integral")
+
+
+def test_integral_mapping_of_a_non_leaky_mode():
+    """adlif with coupling a = -1 has an eigenvalue 1 (A - I singular): the input map takes
+    its limit, and two fine steps still equal one coarse step."""
+    A = torch.tensor([[[0.37, -0.61], [-0.03, 0.97]]], dtype=torch.float64)
+    # make A - I singular, keeping the first row
+    A[0, 1, 0] = (A[0, 0, 0] - 1) * (A[0, 1, 1] - 1) / A[0, 0, 1]
+    assert abs(float(torch.linalg.det(A[0] - torch.eye(2, dtype=torch.float64)))) < 1e-12
+    B = torch.tensor([[0.6, 0.0]], dtype=torch.float64)
+    A_t, (B_t,) = map_matrix(A, [B], 10.0, 5.0, "integral")
+    two = A_t @ (B_t[..., None] * 0.5) + B_t[..., None] * 0.5
+    torch.testing.assert_close(two[..., 0], B)
+    torch.testing.assert_close(A_t @ A_t, A)
