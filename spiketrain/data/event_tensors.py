@@ -52,8 +52,7 @@ def sparse_spikes(bins: list[np.ndarray], feats: list[np.ndarray], T: int, H: in
                   W: int) -> SparseSpikes:
     """The binary ``SparseSpikes`` of the same batch (one entry per distinct (bin, sample,
     polarity, pixel): ``SparseSpikes`` is a 0/1 container, so several events of one pixel in
-    one bin are one spike). Shape ``[T, B, 2, H, W]`` where the container is N-dimensional,
-    else ``[T, B, 2*H*W]`` over the same flattened features."""
+    one bin are one spike), shape ``[T, B, 2, H, W]``, ``units`` the flat ``(p, y, x)`` index."""
     B, F = len(bins), 2 * H * W
     flat = np.concatenate([(bk * B + i) * F + fk for i, (bk, fk) in enumerate(zip(bins, feats))]) \
         if B else np.zeros(0, np.int64)
@@ -61,10 +60,7 @@ def sparse_spikes(bins: list[np.ndarray], feats: list[np.ndarray], T: int, H: in
     t = torch.from_numpy(flat // (B * F))
     b = torch.from_numpy(flat // F % B)
     f = torch.from_numpy(flat % F)
-    try:
-        return SparseSpikes(t, b, f, (T, B, 2, H, W), check=False)
-    except ValueError:                        # a container of [T, B, N] only
-        return SparseSpikes(t, b, f, (T, B, F), check=False)
+    return SparseSpikes(t, b, f, (T, B, 2, H, W), check=False)
 
 
 def filter_boxes(boxes: np.ndarray, skip_first_us: int = 500_000, min_diag: float = 30.0,

@@ -66,7 +66,8 @@ def test_batch_histogram_matches_per_sample(tmp_path):
         torch.testing.assert_close(xi[:, 0], x[:, j])
         torch.testing.assert_close(ti, targets[j])
     sp, _ = ds.get_batch(idx, sparse=True)
-    dense = sp.dense().reshape(x.shape)
+    assert tuple(sp.shape) == tuple(x.shape)
+    dense = sp.dense()
     torch.testing.assert_close(dense, (x > 0).float())   # SparseSpikes: binary, same cells
 
 
