@@ -100,6 +100,13 @@ class EventDataConfig:
     def window_us(self) -> int:
         return int(round(self.bin_ms * 1000)) * self.bins
 
+    def model_sizes(self) -> dict:
+        """Model options these data fix, used by the config when the model leaves them out:
+        ``num_classes``, ``bins`` and ``input_size`` ``[H, W]`` of the (downsampled) grid.
+        kind gen1 assumes the Gen1 sensor (``width`` x ``height``) for the grid."""
+        H, W = grid_size(self.width, self.height, self.downsample)
+        return {"num_classes": self.n_classes, "bins": self.bins, "input_size": [H, W]}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

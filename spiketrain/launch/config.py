@@ -202,6 +202,11 @@ def _model_spec(raw: Any, data) -> ModelSpec:
             for k, src in (("n_in", "n_in"), ("n_out", "n_classes")):
                 if k in params and k not in raw and hasattr(data, src):
                     raw[k] = getattr(data, src)
+            # a data kind may name more sizes it fixes (events: num_classes, bins, input_size)
+            sizes = data.model_sizes() if callable(getattr(data, "model_sizes", None)) else {}
+            for k, v in sizes.items():
+                if k in params and k not in raw:
+                    raw[k] = v
     return ModelSpec(name=None if cls_path else target, cls=cls_path, kwargs=raw)
 
 
