@@ -87,20 +87,22 @@ def adapt(model, train, test, task, *, kind: str = "gaincell", reference: str | 
     if kind == reference:
         raise ValueError(f"--kind {kind} is the reference's own attention; nothing to adapt")
     say = log or (lambda s: None)
+    device = next(model.parameters()).device
     eval_set = test if test is not None else train
     eval_loader = SpikeLoader(eval_set, batch_size, shuffle=False)
 
     def ppl():
-        return perplexity(model, task, eval_loader, eval_batches)
+        return perplexity(model, task, eval_loader, eval_batches, device)
 
     model.set_attention(reference)
     out: dict = {"reference": reference, "kind": kind, "ppl_reference": ppl()}
     stats_loader = SpikeLoader(train, batch_size, shuffle=True, seed=seed)
-    xs = [task.split(b)[0] for b in itertools.islice(stats_loader, stats_batches)]
+    xs = [task.split(b)[0].to(device) for b in itertools.islice(stats_loader, stats_batches)]
     t0 = time.perf_counter()
     targets = reference_stats(model, xs)
     x_cal, y_cal = task.split(next(iter(SpikeLoader(train, batch_size, shuffle=True,
                                                      seed=seed + 1))))
+    x_cal, y_cal = x_cal.to(device), task.to(y_cal, device)
     model.set_attention(kind)
     out["ppl_converted"] = ppl()
 
@@ -135,7 +137,8 @@ def finetune(model, train, task, steps: int, lr: float, batch_size: int, strateg
     loader = SpikeLoader(train, batch_size, shuffle=True, seed=seed + 2)
     batches = itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    res = train_epoch(model, batches, opt, strategy or "bptt", task=task, clip_grad=1.0)
+    res = train_epoch(model, batches, opt, strategy or "bptt", task=task, clip_grad=1.0,
+                      device=next(model.parameters()).device)
     return res.loss
 
 
@@ -156,6 +159,9 @@ def _table(out: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ...hardware import get_backend
     from ...trainer import seed_everything
     from ...trainer.snapshot import load_snapshot, save_snapshot, snapshot_path
     from ..build import build_data, build_model
@@ -166,12 +172,16 @@ def run(args: argparse.Namespace) -> int:
                           f"({snapshot_path(args.source)} missing); pass the run folder of a "
                           f"finished 'spiketrain train'")
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    device = get_backend(cfg.hardware).device
     model = build_model(cfg)
     for name in ("set_attention", "scaler_stats", "scalers"):
         if not hasattr(model, name):
             raise ConfigError(f"model {cfg.model.target!r} has no {name}(); calibrate needs a "
                               f"gaincell_gpt model")
-    load_snapshot(args.source, model, restore_rng_state=False)
+    load_snapshot(args.source, model, restore_rng_state=False, map_location=device)
+    model.to(device)
     train, test = build_data(cfg)
     task = cfg.task.build()
     out = adapt(model, train, test, task, kind=args.kind, reference=args.reference,
