@@ -29,7 +29,7 @@ from .units import parse_size
 
 _BACKENDS: dict[str, type["Backend"]] = {}
 _DEVICE_DEFAULTS: dict[str, type["Backend"]] = {}   # torch device type -> backend class
-_INSTANCES: dict[tuple, "Backend"] = {}             # backend_for's cache (copy streams live here)
+_INSTANCES: dict[Any, "Backend"] = {}               # backend_for's cache (copy streams live here)
 
 
 def register_backend(name: str, default_for: str | None = None) -> Callable[[type], type]:
@@ -44,8 +44,7 @@ def register_backend(name: str, default_for: str | None = None) -> Callable[[typ
         _BACKENDS[name] = cls
         if default_for is not None:
             _DEVICE_DEFAULTS[default_for] = cls
-            for key in [k for k in _INSTANCES if k[0] is None and k[1] == default_for]:
-                del _INSTANCES[key]
+            _INSTANCES.clear()
         return cls
 
     return deco
@@ -296,6 +295,9 @@ class Prefetcher:
     def start(self, load):
         if self.stream is None:
             return (list(load()) if callable(load) else list(load)), None
+        # the copy stream first waits for the work queued so far (e.g. a non-blocking copy
+        # into the pinned buffer it reads), then runs the load alongside later compute
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self.stream):
             out = list(load()) if callable(load) else \
                 [t.to(self.device, non_blocking=True) for t in load]
@@ -329,6 +331,11 @@ def backend_for(device: torch.device | str | None = None, backend: Any = None) -
     instance, checked to compute on ``device``) or the backend registered as the default
     for the device's type (``cpu``, ``cuda``; another type falls back to the CPU backend's
     rules with that device). Instances are cached per device."""
+    if backend is None:
+        hit = _INSTANCES.get(device)  # fast path: asked per kernel call
+        if hit is not None:
+            return hit
+    given = device
     device = torch.device("cpu" if device is None else device)
     if backend is not None:
         b = get_backend(backend) if isinstance(backend, str) else backend
@@ -338,11 +345,13 @@ def backend_for(device: torch.device | str | None = None, backend: Any = None) -
             raise ValueError(f"backend {b.name!r} computes on {b.device} but the tensors are on "
                              f"{device}; move the model to {b.device} or pick another backend")
         return b
-    key = (None, device.type, device.index)
-    if key not in _INSTANCES:
+    if device not in _INSTANCES:
         cls = _DEVICE_DEFAULTS.get(device.type)
-        _INSTANCES[key] = cls.for_device(device) if cls is not None else _OtherDevice(device)
-    return _INSTANCES[key]
+        _INSTANCES[device] = cls.for_device(device) if cls is not None else _OtherDevice(device)
+    b = _INSTANCES[device]
+    if isinstance(given, (str, torch.device)) or given is None:
+        _INSTANCES[given] = b
+    return b
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

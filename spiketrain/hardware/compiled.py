@@ -13,6 +13,8 @@ import os
 import numpy as np
 import torch
 
+from .backends import backend_for
+
 try:  # numba is a dependency; stay importable without it (eager fallback)
     import numba
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -31,8 +33,14 @@ def available(*tensors: torch.Tensor | None) -> bool:
     entries are ignored)."""
     if not enabled():
         return False
-    return all(t is None or (t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64))
+    return all(t is None or (compiled_on(t.device) and t.dtype in (torch.float32, torch.float64))
                for t in tensors)
+
+
+def compiled_on(device: torch.device) -> bool:
+    """True when the backend owning ``device`` runs compiled kernels (its
+    ``compiled_kernels`` capability: the CPU backend's)."""
+    return backend_for(device).compiled_kernels
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
