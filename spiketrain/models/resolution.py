@@ -192,6 +192,11 @@ def adapt(model, dt_source: float, dt_target: float, method: str = "integral"):
         new.b_out.mul_(float(gb))
     new.kappa = float(k_t)
     changes["tau_out"] = _tau(new.kappa, dt_target)
+    forms = {getattr(layer, "form", None) for layer in new.layers} - {None}
+    if forms:  # e.g. adlif: a mapped layer is in its state-space form
+        if len(forms) > 1:
+            raise ValueError(f"layers ended in different forms {sorted(forms)}")
+        neuron_opts["form"] = forms.pop()
     if neuron_opts:
         changes["neuron_options"] = neuron_opts
     return new, changes

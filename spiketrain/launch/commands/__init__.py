@@ -9,4 +9,6 @@ COMMANDS = [
     "plan",
     "calibrate",
     "estimate",
+    "evaluate",
+    "adapt",
 ]
