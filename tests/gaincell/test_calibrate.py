@@ -215,3 +215,36 @@ def test_ddp_lowest_loss_rank_broadcasts(tmp_path):
     calibrate(solo, _batch(seed=10), ref, kind="gaincell")
     mine = [p.detach() for s in solo.scalers() for p in (s.a, s.b)]
     assert any(not torch.allclose(p, q) for p, q in zip(mine, outs[0]["params"]))
+
+
+def test_real_gaincell_gpt_calibrates_below_threshold():
+    """The gaincell_gpt model itself: softmax reference -> gaincell, every per-head
+    statistic within 1e-4 on the fixed batch (measured afresh), only a and b changed, and
+    the calibrated logits closer to the reference's than the converted ones."""
+    from spiketrain.models.gaincell import GainCellGPT
+
+    torch.manual_seed(0)
+    model = GainCellGPT(n_layer=2, n_head=2, n_embd=32, window=64, attention="softmax")
+    with torch.no_grad():                 # projections large enough to use the cells' range
+        for blk in model.h:
+            blk.attn.c_attn.weight.normal_(0, 0.3)
+    xs = [torch.randint(0, 256, (64, 4), generator=torch.Generator().manual_seed(s))
+          for s in range(3)]
+    targets = reference_stats(model, xs)
+    assert len(targets) == 2 * 4 and all(v[1].shape == (2,) for v in targets.values())
+    x_eval = torch.randint(0, 256, (64, 4), generator=torch.Generator().manual_seed(7))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        y_ref = model(x_eval)
+        model.set_attention("gaincell")
+        converted = float((model(x_eval) - y_ref).pow(2).mean())
+    res = calibrate(model, xs[0], targets)
+    assert res.converged and 1 < res.iterations < 100
+    assert model.attention == "gaincell"
+    assert _recomputed_errors(model, xs[0], targets) <= 1e-4
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.endswith((".a", ".b")) for k in changed)
+    with torch.no_grad():
+        calibrated = float((model(x_eval) - y_ref).pow(2).mean())
+    assert calibrated < converted
