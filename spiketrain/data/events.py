@@ -147,14 +147,17 @@ class EventDetectionDataset:
         width, height: sensor size when a file header gives none.
         binary: clip dense counts to 1.
         max_samples: keep at most this many samples (evenly spread; 0: all).
+        max_open: recordings kept memory-mapped at once.
     """
 
     def __init__(self, pairs: Sequence[tuple[str, str]], bin_ms: float = 5.0, bins: int = 10,
                  downsample: int = 1, skip_first_s: float = 0.5, min_box_diag: float = 30.0,
                  min_box_side: float = 10.0, width: int = GEN1_WIDTH, height: int = GEN1_HEIGHT,
-                 binary: bool = False, n_classes: int = 2, max_samples: int = 0):
+                 binary: bool = False, n_classes: int = 2, max_samples: int = 0,
+                 max_open: int = 64):
         self.bin_us, self.T, self.factor = int(round(bin_ms * 1000)), int(bins), int(downsample)
         self.binary, self.n_classes = bool(binary), int(n_classes)
+        self.max_open, self._open = int(max_open), []
         self.files = [DatFile(d) for d, _ in pairs]
         ws = {f.width or width for f in self.files}
         hs = {f.height or height for f in self.files}
@@ -190,10 +193,21 @@ class EventDetectionDataset:
         """Per-step input shape ``(2, H, W)``."""
         return (2, self.H, self.W)
 
+    def _file(self, r: int) -> DatFile:
+        """Recording ``r``, keeping at most ``max_open`` files mapped (least recently used
+        ones are unmapped: Gen1 has more recordings than a process may open files)."""
+        f = self.files[r]
+        if r in self._open:
+            self._open.remove(r)
+        self._open.append(r)
+        while len(self._open) > self.max_open:
+            self.files[self._open.pop(0)].close()
+        return f
+
     def window_events(self, i: int):
         """Raw events ``(t, x, y, p)`` (sensor pixels) of sample ``i``'s window."""
         r, t_end, _, _ = self.index[i]
-        return self.files[r].window(t_end - self.bin_us * self.T, t_end)
+        return self._file(r).window(t_end - self.bin_us * self.T, t_end)
 
     def targets(self, i: int) -> torch.Tensor:
         """float32 ``[n, 5]`` ``(class, x, y, w, h)`` in input-grid pixels of sample ``i``."""

@@ -165,7 +165,10 @@ class DatFile:
     """A memory-mapped ``*_td.dat`` recording, read by time window.
 
     ``DatFile(path).window(t0_us, t1_us) -> (t, x, y, p)`` for events with
-    ``t0 <= t < t1`` (copies of just those events); ``len(f)`` events in all.
+    ``t0 <= t < t1`` (copies of just those events); ``len(f)`` events in all. The file is
+    mapped on first use and unmapped by :meth:`close` (a later read maps it again), so a
+    dataset of thousands of recordings can bound its open maps; pickling never copies the
+    events (the map is left behind).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -173,11 +176,24 @@ class DatFile:
         self.header = read_dat_header(self.path)
         size = os.path.getsize(self.path) - self.header.data_offset
         self.n_events = max(size, 0) // EVENT_DTYPE.itemsize
-        if self.n_events:
+        self._mm: np.ndarray | None = None
+
+    def _map(self) -> np.ndarray:
+        if self._mm is None:
             self._mm = np.memmap(self.path, dtype=EVENT_DTYPE, mode="r",
-                                 offset=self.header.data_offset, shape=(self.n_events,))
-        else:
-            self._mm = np.zeros(0, dtype=EVENT_DTYPE)
+                                 offset=self.header.data_offset, shape=(self.n_events,)) \
+                if self.n_events else np.zeros(0, dtype=EVENT_DTYPE)
+        return self._mm
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the file is mapped now."""
+        return self._mm is not None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_mm"] = None
+        return state
 
     def __len__(self) -> int:
         return self.n_events
@@ -190,15 +206,13 @@ class DatFile:
     def height(self) -> int | None:
         return self.header.height
 
-    def _t(self, i: int) -> int:
-        return int(self._mm[i]["t"])
-
     def search(self, t_us: int) -> int:
         """Index of the first event with ``t >= t_us`` (binary search on the mapped file)."""
+        mm = self._map()
         lo, hi = 0, self.n_events
         while lo < hi:
             mid = (lo + hi) // 2
-            if self._t(mid) < t_us:
+            if int(mm[mid]["t"]) < t_us:
                 lo = mid + 1
             else:
                 hi = mid
@@ -207,11 +221,11 @@ class DatFile:
     @property
     def duration_us(self) -> int:
         """Timestamp of the last event + 1 (0 for an empty file)."""
-        return self._t(self.n_events - 1) + 1 if self.n_events else 0
+        return int(self._map()[self.n_events - 1]["t"]) + 1 if self.n_events else 0
 
     def records(self, i0: int, i1: int) -> np.ndarray:
         """Raw records ``i0 .. i1-1`` (a copy, :data:`EVENT_DTYPE`)."""
-        return np.array(self._mm[i0:i1])
+        return np.array(self._map()[i0:i1])
 
     def window(self, t0_us: int, t1_us: int):
         """Events with ``t0_us <= t < t1_us``: ``(t int64, x uint16, y uint16, p uint8)``."""
@@ -228,12 +242,14 @@ class DatFile:
         return rec["t"].astype(np.int64), x, y, p
 
     def close(self) -> None:
-        """Drop the memory map (the object is unusable afterwards)."""
+        """Unmap the file (its descriptor is released; the next read maps it again)."""
         mm = getattr(self._mm, "_mmap", None)
-        self._mm = np.zeros(0, dtype=EVENT_DTYPE)
-        self.n_events = 0
+        self._mm = None
         if mm is not None:
-            mm.close()
+            try:
+                mm.close()
+            except BufferError:      # a view of the map is still alive: leave it to the GC
+                pass
 
     def __repr__(self) -> str:
         return (f"DatFile({os.path.basename(self.path)!r}, events={self.n_events}, "

@@ -177,3 +177,15 @@ def test_data_kinds_and_config(tmp_path):
         EventDataConfig(bin_ms=0.0005)
     g = build_event_datasets(dict(kind="gen1", path=train.files[0].path.rsplit("/", 1)[0]))[0]
     assert len(g) > 0 and g.shape == (2, 64, 96)
+
+
+def test_dataset_bounds_open_recordings(tmp_path):
+    folder = cached_event_recordings(tmp_path, 5, seed=2, **SMALL)
+    ds = EventDetectionDataset(recording_pairs(folder), min_box_diag=0, min_box_side=0,
+                               max_open=2)
+    ref = EventDetectionDataset(recording_pairs(folder), min_box_diag=0, min_box_side=0)
+    idx = list(range(0, len(ds), 7))
+    for i in idx:
+        torch.testing.assert_close(ds[i][0], ref[i][0])
+        assert sum(f.is_open for f in ds.files) <= 2
+    assert len({ds.index[i][0] for i in idx}) == 5     # every recording was visited

@@ -182,3 +182,19 @@ def test_recording_larger_than_memory_limit(tmp_path):
 
 def test_event_record_is_8_bytes():
     assert EVENT_DTYPE.itemsize == 8 and BBOX_DTYPE.itemsize == 40
+
+
+def test_lazy_map_close_and_pickle(tmp_path):
+    import pickle
+    t, x, y, p = random_events(50_000, seed=4)
+    f = DatFile(write_dat(tmp_path / "p_td.dat", t, x, y, p))
+    assert not f.is_open and len(f) == 50_000          # the header and size need no map
+    first = f.window(0, 100_000)
+    assert f.is_open
+    blob = pickle.dumps(f)
+    assert len(blob) < 10_000                          # the events are not pickled
+    g = pickle.loads(blob)
+    np.testing.assert_array_equal(g.window(0, 100_000)[0], first[0])
+    f.close()
+    assert not f.is_open
+    np.testing.assert_array_equal(f.window(0, 100_000)[1], first[1])   # maps again
