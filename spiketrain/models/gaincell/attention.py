@@ -133,8 +133,15 @@ class WindowAttention(nn.Module):
         r = torch.arange(array).view(-1, 1)
         dist = r + window - torch.arange(window + array).view(1, -1)   # query pos - key pos
         self.register_buffer("band_mask", (dist >= 0) & (dist < window), persistent=False)
-        self.register_buffer("band_decay", hw.decay_matrix(dist.clamp(min=0), self.lam),
-                             persistent=False)
+        self.register_buffer("band_dist", dist.clamp(min=0), persistent=False)
+        self._decay_cache: dict = {}
+
+    def band_decay(self, dtype: torch.dtype) -> Tensor:
+        """``D [64, M + 64]`` of the band (computed in float64, cached per dtype/device)."""
+        key = (dtype, self.band_dist.device, self.lam)
+        if key not in self._decay_cache:
+            self._decay_cache = {key: hw.decay_matrix(self.band_dist, self.lam, dtype)}
+        return self._decay_cache[key]
 
     def set_kind(self, kind: str) -> None:
         if kind not in KINDS:
@@ -181,7 +188,7 @@ class WindowAttention(nn.Module):
         mask = self.band_mask[r0:r0 + n]
         if a < self.window:   # keys before position 0 do not exist
             mask = mask & (torch.arange(mask.shape[1], device=mask.device) >= self.window - a)
-        decay = self.band_decay[r0:r0 + n]
+        decay = self.band_decay(q.dtype)[r0:r0 + n]
         if self.kind == "softmax":
             y = softmax_attention(q, kb, vb, mask)
         else:
