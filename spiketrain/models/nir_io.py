@@ -337,4 +337,23 @@ def _fill_layer(layer, kind, name, node, wnode, rnode, dt, disc):
         layer.spike_adapt.copy_(torch.as_tensor(np.asarray(meta["b"], dtype=np.float64)))
 
 
+def _register_config_model() -> None:
+    from .registry import register
+    from .snn.rsnn import RSNN
+
+    @register("nir")
+    class NIRModel(RSNN):
+        """Config entry ``model: {name: nir, path: model.nir, dt: 0.1, discretisation:
+        euler}``: builds the RSNN of a NIR file with :func:`from_nir` (the instance returned
+        is that RSNN)."""
+
+        def __new__(cls, path: str, dt: float | None = None,
+                    discretisation: str | None = None, learn_tau: bool = True,
+                    readout: str | None = None):
+            return from_nir(path, dt=dt, discretisation=discretisation, learn_tau=learn_tau,
+                            readout=readout)
+
+
+_register_config_model()
+
 __all__ = ["SUPPORTED", "to_nir", "export_nir", "from_nir"]

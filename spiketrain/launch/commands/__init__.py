@@ -11,4 +11,5 @@ COMMANDS = [
     "estimate",
     "evaluate",
     "adapt",
+    "export",
 ]
