@@ -81,3 +81,27 @@ def test_backbone_step_is_pure():
     a = bb.step(state, x)
     b = bb.step(state, x)
     assert all(torch.equal(u, v) for u, v in zip(a[0], b[0])) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("surrogate,v_reset", [("atan", 0.0), ("fast_sigmoid", -0.3)])
+def test_fused_plif_equals_composed_ops(surrogate, v_reset):
+    torch.manual_seed(2)
+    xs = (torch.randn(15, 2, 3, 4, 4) * 1.5).requires_grad_(True)
+    res = {}
+    for fused in (False, True):
+        neuron = PLIF(init_tau=2.5, v_reset=v_reset, surrogate=surrogate, fused=fused)
+        xs.grad = None
+        v = torch.zeros(2, 3, 4, 4)
+        vs, ss = [], []
+        for x in xs.unbind(0):
+            v, s = neuron(v, x)
+            vs.append(v)
+            ss.append(s)
+        loss = (torch.stack(ss) * torch.linspace(0.5, 2, 15).view(15, 1, 1, 1, 1)).sum() \
+            + (torch.stack(vs) ** 2).sum() * 0.1
+        loss.backward()
+        res[fused] = (torch.stack(ss), torch.stack(vs), xs.grad.clone(), neuron.w.grad.clone())
+    assert torch.equal(res[True][0], res[False][0]) and torch.equal(res[True][1], res[False][1])
+    assert float(res[True][0].mean()) > 0.01
+    assert torch.allclose(res[True][2], res[False][2], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(res[True][3], res[False][3], rtol=1e-5, atol=1e-6)

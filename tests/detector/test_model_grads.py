@@ -44,7 +44,7 @@ def test_unroll_shapes_and_outputs_are_spikes():
     x, _ = _batch()
     out = st.unroll(model, x, strategy="bptt")
     assert out.shape == (8, 2, 8, 4, 4)
-    assert bool(((out == 0) | (out == 1)).all()) and float(out.mean()) > 0
+    assert bool(((out == 0) | (out == 1)).all()) and out.mean().item() > 0
     raw = model.detect(out)
     assert raw.shape == (2, 16 + 4 + 1, 5 + 2)
     assert model.anchors.shape == (21, 3)

@@ -50,6 +50,23 @@ class SpatialTemporalAttention(nn.Module):
         self.k = nn.Conv2d(T, T, 1)
         self.v = nn.Conv2d(T, T, 1)
         self.out = nn.Conv2d(T, 1, 1)
+        self.reset_to_accumulation()
+
+    @torch.no_grad()
+    def reset_to_accumulation(self) -> None:
+        """Initialise SAT to the plain accumulation ``sum_t spikes``: the deformable kernels
+        are centred deltas, values the identity, queries zero (uniform attention) and the
+        output convolution sums over time. Training then departs from the naive bridge."""
+        T, K = self.bins, self.deform.kernel
+        self.deform.weight.zero_()
+        self.deform.weight[:, :, K // 2, K // 2] = 1.0
+        self.deform.bias.zero_()
+        nn.init.zeros_(self.q.weight)
+        nn.init.zeros_(self.q.bias)
+        self.v.weight.copy_(torch.eye(T).view(T, T, 1, 1))
+        self.v.bias.zero_()
+        self.out.weight.fill_(1.0)
+        self.out.bias.zero_()
 
     def group(self, spikes: Tensor) -> Tensor:
         """Channel-wise temporal grouping ``[T, B, C, H, W] -> [B * C, T, H, W]``."""

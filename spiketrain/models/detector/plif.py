@@ -24,15 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_SPIKE = None
+_SURR: dict = {}
 
 
-def _spike_fn():
-    global _SPIKE
-    if _SPIKE is None:  # spiketrain.models' surrogate spike, resolved after the package loads
-        from .. import spike
-        _SPIKE = spike
-    return _SPIKE
+def _surrogates():
+    if not _SURR:  # spiketrain.models' surrogate spike and its gradient, after the package loads
+        from .. import spike, surrogate_grad
+        _SURR.update(spike=spike, grad=surrogate_grad)
+    return _SURR
 
 
 def plif_step(v: Tensor, x: Tensor, inv_tau: Tensor, v_threshold: float = 1.0,
@@ -40,20 +39,56 @@ def plif_step(v: Tensor, x: Tensor, inv_tau: Tensor, v_threshold: float = 1.0,
     """One PLIF step: membrane ``v [B, ...]``, input ``x [B, ...]``, ``inv_tau`` = 1/tau
     (a scalar tensor) -> ``(v_new, spikes)`` of the shape of ``v``."""
     h = v + (x - (v - v_reset)) * inv_tau
-    s = _spike_fn()(h - v_threshold, surrogate)
+    s = _surrogates()["spike"](h - v_threshold, surrogate)
     v_new = h * (1.0 - s) + v_reset * s
     return v_new, s
+
+
+class _FusedPLIF(torch.autograd.Function):
+    """:func:`plif_step` as one autograd node: the same forward arithmetic, saves only
+    ``v`` and ``x`` (``h`` and the spikes are recomputed in backward), analytic backward
+    with the same surrogate gradient (not detaching the reset)."""
+
+    @staticmethod
+    def forward(ctx, v, x, inv_tau, v_threshold, v_reset, surrogate):
+        h = v + (x - (v - v_reset)) * inv_tau
+        s = ((h - v_threshold) > 0).to(h.dtype)
+        v_new = h * (1.0 - s) + v_reset * s
+        ctx.save_for_backward(v, x, inv_tau)
+        ctx.consts = (v_threshold, v_reset, surrogate)
+        return v_new, s
+
+    @staticmethod
+    def backward(ctx, g_v, g_s):
+        v, x, a = ctx.saved_tensors
+        v_th, v_reset, surrogate = ctx.consts
+        drive = x - (v - v_reset)
+        h = v + drive * a
+        u = h - v_th
+        s = (u > 0).to(h.dtype)
+        sg = _surrogates()["grad"](surrogate, u)
+        g_h = g_s * sg + g_v * ((1.0 - s) + (v_reset - h) * sg)
+        g_a = (g_h * drive).sum().reshape(a.shape) if ctx.needs_input_grad[2] else None
+        return g_h * (1.0 - a), g_h * a, g_a, None, None, None
+
+
+def plif_step_fused(v: Tensor, x: Tensor, inv_tau: Tensor, v_threshold: float = 1.0,
+                    v_reset: float = 0.0, surrogate: str = "atan") -> tuple[Tensor, Tensor]:
+    """:func:`plif_step` as one autograd node (same values; gradients equal up to rounding)."""
+    return _FusedPLIF.apply(v, x, inv_tau, float(v_threshold), float(v_reset), surrogate)
 
 
 class PLIF(nn.Module):
     """PLIF neurons of one layer: one learnable ``w`` per layer, ``1/tau = sigmoid(w)``.
 
     ``init_tau`` (> 1) sets ``w = -log(init_tau - 1)``. Stateless: the membrane is passed in.
+    ``fused``: one autograd node per step (:func:`plif_step_fused`), else the composed ops.
     """
 
     def __init__(self, init_tau: float = 2.0, v_threshold: float = 1.0, v_reset: float = 0.0,
-                 surrogate: str = "atan"):
+                 surrogate: str = "atan", fused: bool = True):
         super().__init__()
+        self.fused = bool(fused)
         if init_tau <= 1.0:
             raise ValueError(f"PLIF init_tau must be > 1, got {init_tau}")
         self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
@@ -65,7 +100,8 @@ class PLIF(nn.Module):
 
     def forward(self, v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(v [B, ...], x [B, ...]) -> (v_new, spikes)``."""
-        return plif_step(v, x, self.inv_tau, self.v_threshold, self.v_reset, self.surrogate)
+        fn = plif_step_fused if self.fused else plif_step
+        return fn(v, x, self.inv_tau, self.v_threshold, self.v_reset, self.surrogate)
 
     def extra_repr(self) -> str:
         return (f"tau={1.0 / float(self.inv_tau):.3f}, v_threshold={self.v_threshold}, "
