@@ -21,13 +21,17 @@ _CLASS_COLOURS = ("#ff9900", "#cc33ff", "#00cccc", "#996633")
 def _from_run(run_dir: Path):
     from ..trainer.snapshot import load_snapshot
     from .build import build_data, build_model
-    from .config import load_config
+    from .config import read_yaml, validate
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: not a run folder of "
                                 f"'spiketrain train'")
-    cfg = load_config(cfg_path)
+    raw = read_yaml(cfg_path)
+    # the picture needs the model, data and task only (engine sections such as deepspeed
+    # are registered by modules this process may not have imported)
+    cfg = validate({k: raw[k] for k in ("model", "data", "task", "strategy") if k in raw},
+                   cfg_path)
     model = build_model(cfg)
     load_snapshot(run_dir, model, restore_rng_state=False)
     train, test = build_data(cfg)
