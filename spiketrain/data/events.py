@@ -273,6 +273,12 @@ def build_event_datasets(cfg: EventDataConfig | dict):
               max_samples=cfg.max_samples)
     train = EventDetectionDataset(recording_pairs(train_dir), **kw)
     test = EventDetectionDataset(recording_pairs(test_dir), **kw) if test_dir else None
+    for key, ds in (("path", train), ("test_path", test)):
+        if ds is not None and len(ds) == 0:
+            raise ValueError(f"data.{key if cfg.kind == 'gen1' else 'n_train'}: no labelled "
+                             f"window is left after the box filter (skip_first_s="
+                             f"{cfg.skip_first_s}, min_box_diag={cfg.min_box_diag}, "
+                             f"min_box_side={cfg.min_box_side}); lower them or add recordings")
     return train, test
 
 

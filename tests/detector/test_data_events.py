@@ -189,3 +189,9 @@ def test_dataset_bounds_open_recordings(tmp_path):
         torch.testing.assert_close(ds[i][0], ref[i][0])
         assert sum(f.is_open for f in ds.files) <= 2
     assert len({ds.index[i][0] for i in idx}) == 5     # every recording was visited
+
+
+def test_no_windows_left_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no labelled window is left after the box filter"):
+        build_event_datasets(dict(cache_dir=str(tmp_path), n_train=1, n_test=0,
+                                  min_box_diag=10_000, **SMALL))
