@@ -90,6 +90,16 @@ def accuracy(args, model, dt_ms: float) -> float:
     return float(ev.metrics.compute()["acc"])
 
 
+def behaviour(args, model, dt_ms: float, n: int = 128):
+    """(predicted classes ``[n]``, hidden spikes per second) on the first ``n`` test
+    samples binned at ``dt_ms``."""
+    _, test = data(args, dt_ms)
+    x, _ = test.get_batch(list(range(min(n, len(test)))))
+    with torch.no_grad():
+        out, rate = forward(model, x)
+    return model.logits(out).argmax(1), float(rate.mean()) * 1000.0 / dt_ms
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--neurons", nargs="+", default=["adlif", "lif"])
@@ -124,17 +134,29 @@ def main(argv=None) -> int:
     head = " | ".join(f"{t:g} ms {m}" for t in args.targets for m in METHODS)
     print(f"| neuron | source acc | {head} |")
     print("|" + "---|" * (2 + len(args.targets) * len(METHODS)))
-    results = {}
+    results, agree = {}, {}
     for neuron in args.neurons:
         model, src, _ = train(args, neuron, args.train_dt)
+        ref_pred, ref_rate = behaviour(args, model, args.train_dt)
         row = {}
         for t in args.targets:
             for m in METHODS:
                 mapped, _ = adapt(model, args.train_dt, t, m)
                 row[(t, m)] = accuracy(args, mapped, t)
+                pred, rate = behaviour(args, mapped, t)
+                agree[(neuron, t, m)] = (float((pred == ref_pred).float().mean()),
+                                         rate / max(ref_rate, 1e-9))
         results[neuron] = (src, row)
         cells = " | ".join(f"{100 * row[(t, m)]:.1f}" for t in args.targets for m in METHODS)
         print(f"| {neuron} | {100 * src:.1f} | {cells} |", flush=True)
+    print("\nSame samples, same spikes in time: agreement of the predicted class with the source "
+          "model, and hidden spike rate (per second) relative to the source\n")
+    print(f"| neuron | {' | '.join(f'{t:g} ms {m}' for t in args.targets for m in METHODS)} |")
+    print("|" + "---|" * (1 + len(args.targets) * len(METHODS)))
+    for neuron in args.neurons:
+        cells = " | ".join(f"{100 * agree[(neuron, t, m)][0]:.0f}% / x{agree[(neuron, t, m)][1]:.2f}"
+                           for t in args.targets for m in METHODS)
+        print(f"| {neuron} | {cells} |")
     print()
     for neuron, (src, row) in results.items():
         for t in args.targets:
