@@ -47,6 +47,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--save", metavar="PATH", help="save the trained reference's state_dict")
+    p.add_argument("--load", metavar="PATH", help="start from a saved reference (no training)")
+    p.add_argument("--cal-batch", type=int, default=None,
+                   help="samples in the fixed calibration batch (default --batch)")
     return p.parse_args(argv)
 
 
@@ -78,18 +81,23 @@ def main(argv=None) -> int:
                                                 pct_start=0.1)
 
     t0 = time.perf_counter()
-    res = train_epoch(model, batches, opt, "bptt", task=task, clip_grad=1.0,
-                      on_step=lambda r: sched.step())
+    if args.load:
+        model.load_state_dict(torch.load(args.load, weights_only=True))
+        print(f"reference ({args.reference}) loaded from {args.load}", flush=True)
+    else:
+        res = train_epoch(model, batches, opt, "bptt", task=task, clip_grad=1.0,
+                          on_step=lambda r: sched.step())
+        print(f"reference ({args.reference}) trained: {res.steps} steps, "
+              f"{time.perf_counter() - t0:.0f} s, last train loss {res.loss:.3f}", flush=True)
     train_s = time.perf_counter() - t0
-    print(f"reference ({args.reference}) trained: {res.steps} steps, {train_s:.0f} s, last "
-          f"train loss {res.loss:.3f}", flush=True)
     if args.save:
         torch.save(model.state_dict(), args.save)
     t0 = time.perf_counter()
     out = adapt(model, train, test, task, kind="gaincell", reference=args.reference,
                 batch_size=args.batch, stats_batches=args.stats_batches,
                 eval_batches=args.eval_batches, finetune_steps=args.finetune_steps,
-                finetune_lr=args.lr / 3, seed=args.seed, log=None)
+                finetune_lr=args.lr / 3, seed=args.seed, calibration_batch=args.cal_batch,
+                log=None)
     out.update(train_seconds=train_s, adapt_seconds=time.perf_counter() - t0,
                settings=vars(args))
     rows = [(f"reference ({args.reference})", out["ppl_reference"]),
