@@ -145,3 +145,28 @@ def test_eprop_refuses_learnable_time_constants_clearly(neuron):
     with pytest.raises(ValueError, match="tau"):
         st.unroll(m, x, strategy="eprop", step_loss=lambda o, t: F.cross_entropy(o, t),
                   targets=y.expand(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("neuron", ["lif_learn", "alif_learn"])
+def test_eprop_with_frozen_per_neuron_time_constants_equals_bptt(neuron):
+    """Per-neuron (not learned) decays keep e-prop exact where it is exact: one layer, no
+    recurrent weights, a per-step loss."""
+    torch.manual_seed(0)
+    m = RSNN(n_in=12, hidden=10, n_out=4, neuron=neuron, dt=5.0, input_gain=4.0,
+             recurrent=False, neuron_options={"learn_tau": False, "tau_spread": 0.5}).double()
+    x, _ = _data(T=50)
+    y = torch.randint(0, 4, (50, x.shape[1]), generator=torch.Generator().manual_seed(3))
+    params = [p for p in m.parameters() if p.requires_grad]
+    assert len(params) == 3  # w_in, w_out, b_out
+
+    def step_loss(o, t):
+        return F.cross_entropy(o, t)
+
+    out = st.unroll(m, x, strategy="bptt")
+    ref = torch.autograd.grad(sum(step_loss(o, t) for o, t in zip(out.unbind(0), y.unbind(0))),
+                              params)
+    loss = st.unroll(m, x, strategy="eprop", step_loss=step_loss, targets=y)
+    got = torch.autograd.grad(loss, params)
+    for a, b in zip(got, ref):
+        assert b.abs().sum() > 0
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-10)
