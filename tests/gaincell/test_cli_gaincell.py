@@ -79,7 +79,7 @@ def test_estimate_table_and_json(trained, capsys):
     _, cfg = trained
     assert main(["estimate", str(cfg), "--device", "h100"]) == 0
     text = capsys.readouterr().out
-    assert "1 layer x 2 heads, d=16, window M=64" in text and "130 ns" not in text
+    assert "1 layer x 2 heads, d=16, window M=64" in text and "65 ns" in text
     assert "gain-cell (paper)" in text and "h100 (roofline)" in text
     assert main(["estimate", str(cfg), "--json", "--set", "model.n_layer=3", "--power", "350"]) == 0
     data = json.loads(capsys.readouterr().out)
