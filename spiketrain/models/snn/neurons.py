@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .surrogates import spike
+from .surrogates import _lookup, spike
 
 RESETS = ("subtract", "zero")
 
@@ -166,6 +166,7 @@ class LIFLayer(NeuronLayer):
                  surrogate: str = "fast_sigmoid", input_gain: float = 1.0, rec_gain: float = 1.0):
         if reset not in RESETS:
             raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+        _lookup(surrogate)   # an unknown surrogate is refused here, not in the first backward
         super().__init__(n_in, n_hidden, recurrent, input_gain, rec_gain)
         self.beta = _decay(tau_mem, dt)
         self.threshold, self.reset, self.surrogate = float(threshold), reset, surrogate
