@@ -161,8 +161,12 @@ def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes
     try:
         with h5py.File(tmp, "w") as f:
             g = f.create_group("spikes")
-            g.create_dataset("times", (n_samples,), dtype=h5py.vlen_dtype(np.float32))[:] = times
-            g.create_dataset("units", (n_samples,), dtype=h5py.vlen_dtype(np.uint16))[:] = units
+            for name, arrays, dtype in (("times", times, np.float32), ("units", units, np.uint16)):
+                ds = g.create_dataset(name, (n_samples,), dtype=h5py.vlen_dtype(dtype))
+                if n_samples == 1:   # h5py reads a 1-element object array as one 2-D array
+                    ds[0] = arrays[0]
+                elif n_samples:
+                    ds[:] = arrays
             f.create_dataset("labels", data=labels)
             e = f.create_group("extra")
             e.create_dataset("keys", data=np.array([f"class_{c:02d}".encode()
