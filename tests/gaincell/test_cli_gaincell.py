@@ -87,3 +87,17 @@ def test_estimate_table_and_json(trained, capsys):
     assert data["gaincell"]["latency_s"] == pytest.approx(3 * 65e-9)
     assert data["gpu"]["energy_j"] == pytest.approx(350 * data["gpu"]["latency_s"])
     assert data["energy_ratio"] == pytest.approx(data["gpu"]["energy_j"] / data["gaincell"]["energy_j"])
+
+
+def test_shipped_config_validates_and_estimates(capsys):
+    from pathlib import Path
+
+    from spiketrain.launch.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "gaincell_lm.yaml"
+    cfg = load_config(path)
+    assert cfg.model.target == "gaincell_gpt" and cfg.data.kind == "text"
+    assert cfg.task.name == "language_model"
+    assert main(["estimate", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["shape"] == {"n_layer": 4, "n_head": 4, "head_dim": 32, "window": 1024}
