@@ -19,6 +19,10 @@ def build_model(cfg: Config):
         return models.build(cfg.model.target, **cfg.model.kwargs)
     except ValueError as e:
         raise ConfigError(f"model: {' '.join(str(e).split())}") from None
+    except (KeyError, TypeError) as e:   # an option value the model does not know
+        raise ConfigError(f"model {cfg.model.target!r} rejected its options "
+                          f"({type(e).__name__}: {' '.join(str(e).split())}); check the "
+                          f"model.* values") from None
 
 
 def build_data(cfg: Config):
