@@ -133,7 +133,7 @@ class Backend:
         for name, cap in caps.items():
             b = (budget or {}).get(name)
             bounded[name] = cap if b is None else min(cap, parse_size(b))
-        return Tiers(bounded, device=self.device, scratch=scratch, slow=self.slow_tier)
+        return Tiers(bounded, device=self.device, scratch=scratch)
 
     def prefetcher(self) -> "Prefetcher | None":
         """A :class:`Prefetcher` on a copy stream, or None where loads cannot overlap compute."""

@@ -261,24 +261,17 @@ class Tiers:
     """The three tiers of one run, built from a budget ``{tier: bytes}`` (missing = unbounded).
 
     Strategies get theirs from :meth:`spiketrain.hardware.backends.Backend.tiers`, which
-    bounds them by the backend's capacities and names the ``slow`` tier (coarse checkpoints:
-    ``host`` next to an accelerator, ``disk`` where the device tier is host RAM). Built
-    directly, ``slow`` defaults to the slow tier of the backend owning ``device``.
+    bounds them by the backend's capacities; which tier is the slow one (coarse
+    checkpoints) is the backend's to say (:attr:`Backend.slow_tier`).
     """
 
     def __init__(self, budget: dict[str, int] | None = None, device: torch.device | str = "cpu",
-                 scratch: str | None = None, slow: str | None = None):
+                 scratch: str | None = None):
         budget = dict(budget or {})
         unknown = set(budget) - set(TIER_NAMES)
         if unknown:
             raise ValueError(f"unknown tier(s) {sorted(unknown)} in budget; tiers are {TIER_NAMES}")
         self.compute_device = torch.device(device)
-        if slow is None:
-            from .backends import backend_for
-            slow = backend_for(self.compute_device).slow_tier
-        if slow not in TIER_NAMES or slow == "device":
-            raise ValueError(f"slow tier must be 'host' or 'disk', got {slow!r}")
-        self._slow = slow
         self.device = DeviceTier(budget.get("device"))
         self.host = HostTier(budget.get("host"))
         self._disk_args = (budget.get("disk"), scratch)
@@ -294,11 +287,6 @@ class Tiers:
         if name not in TIER_NAMES:
             raise KeyError(f"unknown tier {name!r}; tiers are {TIER_NAMES}")
         return getattr(self, name)
-
-    @property
-    def slow_name(self) -> str:
-        """Name of the slow tier (coarse checkpoints)."""
-        return self._slow
 
     def capacity(self, name: str) -> int | None:
         """Bytes tier ``name`` may hold (None: unbounded), without creating the disk tier."""

@@ -104,8 +104,6 @@ def test_backend_for_device_and_the_slow_tier_rule(monkeypatch):
     # the one rule: where the device tier is host RAM, host is no slower tier
     assert cpu.shares_host_memory and cpu.slow_tiers == ("disk",) and cpu.slow_tier == "disk"
     assert cpu.compiled_kernels and cpu.training_step(None, None, None, None) is None
-    with cpu.tiers() as tiers:
-        assert tiers.slow_name == "disk"
     cuda = CUDABackend(0)  # built without touching a GPU
     assert not cuda.shares_host_memory and cuda.slow_tiers == ("host", "disk")
     assert not cuda.compiled_kernels

@@ -50,7 +50,7 @@ def test_custom_backend_provides_tiers_to_strategies():
     assert backend_for("cpu", "small-cpu") is not None
     with b.tiers(budget={"host": "1MiB"}) as tiers:
         assert tiers.device.capacity == 64 * 1024 and tiers.host.capacity == 1 << 20
-        assert tiers.slow_name == "host"
+        assert b.slow_tier == "host"
     model, x = make(60)
     g_ref, _ = run(model, x, "bptt")
     # double puts its coarse checkpoints on the backend's slow tier: host, not disk
