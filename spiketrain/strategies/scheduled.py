@@ -4,7 +4,7 @@ A subclass turns (T, state bytes, saved-bytes model, backend) into a :class:`Pla
 boundaries, a schedule of actions, which tier each storage type maps to and the bytes
 each tier will need. The plan is checked against the budget and the backend's tier
 capacities BEFORE anything runs; the tiers come from the backend of the model's device
-(:func:`spiketrain.hardware.backends.backend_for`), which also names the slow tier.
+(:func:`spiketrain.hardware.backends.backend_for`), which also says which tier is the slow one.
 """
 from __future__ import annotations
 
