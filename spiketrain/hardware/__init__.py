@@ -8,5 +8,5 @@ from .spikes import SparseSpikes, batch_stack, densify
 from .units import format_size, parse_size
 
 __all__ = ["Backend", "HardwareUnavailable", "Prefetcher", "backend_for", "DeviceProfile",
-           "get_profile", "spike_linear", "available_backends", "get_backend", "register_backend", "format_size",
-           "parse_size", "SparseSpikes", "batch_stack", "densify"]
+           "get_profile", "spike_linear", "available_backends", "get_backend", "register_backend",
+           "format_size", "parse_size", "SparseSpikes", "batch_stack", "densify"]

@@ -23,7 +23,6 @@ with the first feasible row and records the table and the reason in the report's
 from __future__ import annotations
 
 import inspect
-import math
 
 import torch
 
