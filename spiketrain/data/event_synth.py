@@ -71,7 +71,7 @@ def _trajectory(rng, n_steps: int, dt: float, width: int, height: int, base_w: f
 
 def make_recording(seed, duration_s: float = 3.0, width: int = 304, height: int = 240,
                    max_objects: int = 3, noise_rate: float = 0.2, edge_gain: float = 2.0,
-                   speed: tuple[float, float] = (0.15, 0.5), box_period_ms: float = 50.0,
+                   speed: tuple[float, float] = (0.5, 1.5), box_period_ms: float = 50.0,
                    step_ms: float = 1.0):
     """One recording: ``(t us int64, x, y, p, boxes BBOX_DTYPE)``, events sorted by ``t``.
 

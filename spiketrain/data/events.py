@@ -54,6 +54,8 @@ class EventDataConfig:
     max_objects: int = 3             # objects per recording: 1 .. max_objects
     noise_rate: float = 0.2          # background events per pixel and second
     edge_gain: float = 2.0           # events per px of edge per px of edge travel
+    speed_min: float = 0.5           # object speeds: sensor widths per second, drawn
+    speed_max: float = 1.5           # ... uniformly in [speed_min, speed_max]
     box_period_ms: float = 50.0      # one ground-truth box per object every ... ms
 
     def __post_init__(self):
@@ -78,7 +80,10 @@ class EventDataConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 bad(key, f"must be a positive number, got {v!r}")
-        for key in ("skip_first_s", "min_box_diag", "min_box_side", "noise_rate"):
+        if self.speed_max < self.speed_min:
+            bad("speed_max", f"must be >= speed_min={self.speed_min}, got {self.speed_max}")
+        for key in ("skip_first_s", "min_box_diag", "min_box_side", "noise_rate", "speed_min",
+                    "speed_max"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 bad(key, f"must be a number >= 0, got {v!r}")
@@ -250,7 +255,7 @@ def synthetic_folders(cfg: EventDataConfig) -> tuple[str, str | None]:
     """Generate (or reuse from ``cfg.cache_dir``) the train and test recording folders."""
     kw = dict(duration_s=cfg.duration_s, width=cfg.width, height=cfg.height,
               max_objects=cfg.max_objects, noise_rate=cfg.noise_rate, edge_gain=cfg.edge_gain,
-              box_period_ms=cfg.box_period_ms)
+              box_period_ms=cfg.box_period_ms, speed=(cfg.speed_min, cfg.speed_max))
     train = cached_event_recordings(cfg.cache_dir, cfg.n_train, cfg.seed * 2, **kw)
     test = cached_event_recordings(cfg.cache_dir, cfg.n_test, cfg.seed * 2 + 1, **kw) \
         if cfg.n_test else None
