@@ -101,3 +101,16 @@ def test_shipped_config_validates_and_estimates(capsys):
     assert main(["estimate", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["shape"] == {"n_layer": 4, "n_head": 4, "head_dim": 32, "window": 1024}
+
+
+def test_partial_evaluation_uses_the_same_batches(trained):
+    """--eval-batches N: every perplexity is over the same first N test batches (with no
+    calibration step, converted and calibrated are the same model and the same number)."""
+    tmp, cfg = trained
+    out = tmp / "noop"
+    assert main(["calibrate", str(cfg), "--from", str(tmp / "ref"), "--out", str(out),
+                 "--max-iters", "0", "--eval-batches", "1", "--stats-batches", "1",
+                 "--quiet"]) == 0
+    report = json.loads((out / "calibration.json").read_text())
+    assert report["calibration"]["iterations"] == 0
+    assert report["ppl_calibrated"] == report["ppl_converted"]

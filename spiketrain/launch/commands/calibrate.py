@@ -93,10 +93,10 @@ def adapt(model, train, test, task, *, kind: str = "gaincell", reference: str | 
     say = log or (lambda s: None)
     device = next(model.parameters()).device
     eval_set = test if test is not None else train
-    eval_loader = SpikeLoader(eval_set, batch_size, shuffle=False)
 
-    def ppl():
-        return perplexity(model, task, eval_loader, eval_batches, device)
+    def ppl():     # a fresh loader each time: the same first batches (a loader resumes)
+        loader = SpikeLoader(eval_set, batch_size, shuffle=False)
+        return perplexity(model, task, loader, eval_batches, device)
 
     model.set_attention(reference)
     out: dict = {"reference": reference, "kind": kind, "ppl_reference": ppl()}
