@@ -172,7 +172,7 @@ class DatFile:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))   # workers may run in another folder
         self.header = read_dat_header(self.path)
         size = os.path.getsize(self.path) - self.header.data_offset
         self.n_events = max(size, 0) // EVENT_DTYPE.itemsize

@@ -198,3 +198,14 @@ def test_lazy_map_close_and_pickle(tmp_path):
     f.close()
     assert not f.is_open
     np.testing.assert_array_equal(f.window(0, 100_000)[1], first[1])   # maps again
+
+
+def test_pickled_file_opens_from_another_folder(tmp_path, monkeypatch):
+    import pickle
+    t, x, y, p = random_events(100, seed=5)
+    monkeypatch.chdir(tmp_path)
+    write_dat("rel_td.dat", t, x, y, p)
+    blob = pickle.dumps(DatFile("rel_td.dat"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")          # a Ray worker's working folder
+    np.testing.assert_array_equal(pickle.loads(blob).read_all()[0], t)
