@@ -89,3 +89,17 @@ def test_adapt_refuses_unknown_method_and_bad_dt(trained, capsys):
         main(["adapt", str(run), "--dt", "5ms", "--method", "bogus"])
     assert main(["adapt", str(run), "--dt", "fast"]) == 2
     assert "--dt" in capsys.readouterr().err
+
+
+def test_run_config_keeps_the_sample_duration_and_parses_steps(trained):
+    from spiketrain.launch.commands._trained import parse_dt, run_config
+    from spiketrain.launch.config import ConfigError
+    run, _ = trained
+    cfg, _ = run_config(run, ["data.dt=0.005"])
+    assert cfg.data.T == 40 and cfg.data.duration == pytest.approx(0.2)
+    cfg, _ = run_config(run, ["data.dt=0.005", "data.T=10"])
+    assert cfg.data.T == 10
+    assert parse_dt("5ms") == pytest.approx(0.005) and parse_dt("0.02") == 0.02
+    assert parse_dt("500us") == pytest.approx(5e-4)
+    with pytest.raises(ConfigError):
+        parse_dt("-1ms")
