@@ -68,12 +68,7 @@ def unroll_online(model, inputs: Tensor, strategy: str | Strategy, step_loss, ta
 
 
 def _online_runner(strat, step_loss, targets, model, inputs, state):
-    import inspect
-    if "step_loss" in inspect.signature(strat.run).parameters:
-        return strat.run(model, inputs, state, step_loss=step_loss, targets=targets)
-    strat.step_loss, strat.targets = step_loss, targets  # TRANSITION: old-style online run
-    loss = strat.run(model, inputs, state)
-    return OnlineResult(loss, getattr(strat, "logits", None))
+    return strat.run(model, inputs, state, step_loss=step_loss, targets=targets)
 
 
 def last_report() -> Report | None:
