@@ -1,6 +1,9 @@
 """One Ray session for a run: join a cluster (``address`` / ``RAY_ADDRESS``) or start an
 embedded local Ray for the duration of a ``with`` block and shut it down after.
 
+The embedded Ray listens on 127.0.0.1 only (:func:`loopback_only`), and a reaper process
+(:mod:`.ray_reaper`) kills its agents when the driver ends, however it ends.
+
 Every error here is one line naming the fix (:class:`RayLaunchError`); the commands turn it
 into exit code 2.
 """
@@ -13,6 +16,24 @@ import os
 import socket
 from typing import Iterator
 from urllib.parse import urlparse
+
+from .ray_reaper import start as start_reaper
+
+# Ray's single-machine switch (made for macOS/Windows, honoured on Linux): the node address
+# is the loopback one, and the GCS, raylet, agents and workers listen on it only.
+_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def loopback_only() -> None:
+    """Make the next embedded local Ray listen on 127.0.0.1 only (its processes inherit the
+    setting through the environment; this process's Ray reads it at import, so the imported
+    constant is set too)."""
+    os.environ.update(_LOOPBACK)
+    try:
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):  # another Ray layout: the environment still applies
+        pass
 
 # ray.train.report is a barrier on every rank; Ray Train polls its workers at this interval.
 # The 2 s default makes every report cost seconds on small runs.
@@ -103,6 +124,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
 
     for k, v in {**(_FAST_POLL if fast_reports else {}), **_ONE_PRINT}.items():
         os.environ.setdefault(k, v)
+    reaper = None
     if ray.is_initialized():
         yield ray.cluster_resources()
         return
@@ -123,10 +145,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
             os.environ.setdefault(k, v)
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             _not_auth_notice)
+        loopback_only()
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  logging_level=logging.WARNING,  # no "Started a local Ray instance"
                  runtime_env={"worker_process_setup_hook": _quiet_cleaner_hook()})
+        reaper = start_reaper()     # the agents die with this process, even after kill -9
     try:
         yield ray.cluster_resources()
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.stop()

@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -53,29 +52,25 @@ def _worker_info(run_dir, name, rank):
         return None
 
 
-def test_killed_worker_resumes_from_last_snapshot(ray_local, tmp_path):
+def test_killed_worker_resumes_from_last_snapshot(ray_local, tmp_path, background):
     """The Trainer on 2 Ray workers; one worker process is killed mid-run. The reference
     is the same run, uninterrupted, in one process on whole batches (2 workers average
     their shard gradients to the whole-batch gradient, checked to 1e-7 when written)."""
     import pyarrow.parquet as pq
 
     clean = _trainer(tmp_path, "clean").fit()
-    box = {}
-    th = threading.Thread(target=lambda: box.update(
-        r=fit(_trainer(tmp_path, "killed"), workers=2, max_failures=2)))
-    th.start()
+    job = background(lambda: fit(_trainer(tmp_path, "killed"), workers=2, max_failures=2))
     killed = None
     deadline = time.time() + 180
-    while time.time() < deadline and th.is_alive():
+    while time.time() < deadline and job.is_alive():
         info = _worker_info(tmp_path / "killed", "ray", 1)
         if info and info["epoch"] >= 2:
             os.kill(info["pid"], signal.SIGKILL)
             killed = info
             break
         time.sleep(0.02)
-    th.join(timeout=300)
+    res = job.result(timeout=300)
     assert killed is not None, "run ended before a worker could be killed"
-    res = box["r"]
     assert res["resumed_from"] >= 1  # the new worker group started from a snapshot
     assert res["epochs_done"] == 6 and res["world_size"] == 2
     assert _worker_info(tmp_path / "killed", "ray", 1)["pid"] != killed["pid"]
