@@ -154,12 +154,16 @@ def main(argv=None) -> None:
         print(f"| {T} | {' / '.join(f'{v:.3f}' for v in r['rates'])} | "
               + " | ".join(f"{100 * sh[k] / tot:.0f} % ({sh[k]:.3f} s)" for k in ("backbone", "bridge", "head"))
               + " |")
+    print()
     for T, b in ref.items():
         d = next((r for r in rows if r["T"] == T and r["strategy"] == "double"), None)
         if d and b["device"]:
-            ok = d["device"] <= b["device"] / 5 and d["s"] <= 1.3 * b["s"]
-            print(f"\nT={T}: double keeps {d['device'] / b['device']:.3f} of bptt's backbone device memory "
-                  f"at {d['s'] / b['s']:.2f}x its time (target <= 0.2 at <= 1.3x): {'met' if ok else 'NOT met'}")
+            line = (f"T={T}: double keeps {d['device'] / b['device']:.3f} of bptt's backbone device "
+                    f"memory at {d['s'] / b['s']:.2f}x its time")
+            if T == 200:
+                ok = d["device"] <= b["device"] / 5 and d["s"] <= 1.3 * b["s"]
+                line += f" (target at 200 bins: <= 0.2 at <= 1.3x): {'met' if ok else 'NOT met'}"
+            print(line)
 
 
 if __name__ == "__main__":
