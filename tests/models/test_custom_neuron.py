@@ -212,3 +212,29 @@ def test_set_fast_paths_switches_the_fused_kernels_off(monkeypatch):
     assert model.fast_paths is True
     with pytest.raises(AssertionError, match="fused kernel used"):
         model.chunk(model.init_state(B), x)
+
+
+@pytest.mark.parametrize("strategy", ["bptt", "checkpoint", "double", "eprop"])
+def test_named_in_a_config_trains(strategy, tmp_path):
+    """``model: {name: rsnn, neuron: <class path>}`` builds the neuron and one epoch trains
+    under each strategy with no edit of ``model.layers``."""
+    from spiketrain.launch.build import build_model, build_trainer
+    from spiketrain.launch.config import load_config
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"""
+model: {{name: rsnn, neuron: "{PATH}", hidden: 12, readout: mean, surrogate: superspike}}
+data: {{kind: synthetic, T: 20, dt: 0.05, n_in: 30, n_classes: 3, n_train: 16, n_test: 8,
+       cache_dir: {tmp_path / "cache"}}}
+strategy: {strategy}
+trainer: {{epochs: 1, batch_size: 8, lr: 0.01, progress: false, threads: 1}}
+""")
+    cfg = load_config(path)
+    assert all(type(l).__name__ == "CubaLIF" for l in build_model(cfg).layers)
+    trainer = build_trainer(cfg, out_dir=tmp_path / "run")
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    after = list(trainer.model.parameters())
+    assert all(type(l).__name__ == "CubaLIF" for l in trainer.model.layers)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+    assert all(bool(torch.isfinite(p).all()) for p in after)

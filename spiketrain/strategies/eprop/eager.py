@@ -12,12 +12,10 @@ chunk (:class:`.eager_traces.ChunkAdjoint`) plus two matrix products per weight
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor
 
-from ...hardware.compiled import ENV
+from ...hardware import compiled
 from ...models.snn.readout import leaky_scan
 from .. import inputs as inp
 from .eager_traces import ChunkAdjoint, SynapseTrace
@@ -25,8 +23,9 @@ from .jacobian import check_diagonal, neuron_jacobians
 
 
 def wanted(device: torch.device) -> bool:
-    """True when e-prop runs eagerly: ``device`` is not the CPU, or ``SPIKETRAIN_KERNELS=torch``."""
-    return torch.device(device).type != "cpu" or os.environ.get(ENV, "") == "torch"
+    """True when e-prop runs eagerly: the backend owning ``device`` runs no compiled kernels
+    (anything but the CPU), ``SPIKETRAIN_KERNELS=torch`` is set, or numba is missing."""
+    return not (compiled.enabled() and compiled.compiled_on(torch.device(device)))
 
 
 def need_bytes(model, B: int, n_in: int, itemsize: int, chunk: int) -> int:

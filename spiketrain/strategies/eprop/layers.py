@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...hardware.compiled import compiled_on
 from . import kernels
 from .jacobian import check_diagonal, neuron_jacobians
 from .traces import ChunkSystem, Pre
@@ -30,7 +31,7 @@ def input_current(layer, pre: Pre) -> Tensor:
     """``q [K, B, n] -> [K, B, H]``: event-driven for sparse (spiking) ``q`` into a layer
     whose ``input_weight()`` says its ``input_current`` is the plain ``q W_in^T``."""
     w_in = layer.input_weight() if hasattr(layer, "input_weight") else None
-    if w_in is not None and w_in.device.type == "cpu" and not pre.dense(0.1):
+    if w_in is not None and compiled_on(w_in.device) and not pre.dense(0.1):
         K, B, _ = pre.shape
         out = w_in.new_zeros(K, B, w_in.shape[0])
         w_t = w_in.detach().t().contiguous()
@@ -169,9 +170,10 @@ class GenericLayer:
 
 
 def eprop_kernel(layer, device):
-    """The layer's compiled e-prop kernel (``layer.eprop_kernel()``) on the CPU, else None."""
+    """The layer's compiled e-prop kernel (``layer.eprop_kernel()``) where the backend owning
+    ``device`` runs compiled kernels (the CPU), else None."""
     fn = getattr(layer, "eprop_kernel", None)
-    return fn() if (fn is not None and torch.device(device).type == "cpu") else None
+    return fn() if (fn is not None and compiled_on(torch.device(device))) else None
 
 
 class CompiledLayer:
