@@ -102,6 +102,6 @@ def test_fused_plif_equals_composed_ops(surrogate, v_reset):
         loss.backward()
         res[fused] = (torch.stack(ss), torch.stack(vs), xs.grad.clone(), neuron.w.grad.clone())
     assert torch.equal(res[True][0], res[False][0]) and torch.equal(res[True][1], res[False][1])
-    assert float(res[True][0].mean()) > 0.01
+    assert res[True][0].mean().item() > 0.01
     assert torch.allclose(res[True][2], res[False][2], rtol=1e-5, atol=1e-6)
     assert torch.allclose(res[True][3], res[False][3], rtol=1e-5, atol=1e-6)
