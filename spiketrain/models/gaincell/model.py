@@ -7,7 +7,7 @@ sliding window of ``window`` tokens, so the model is a cell stepped over time wh
 is, per layer, the stored keys and values of the last ``window`` tokens (oldest first,
 allocated at full size from the first token) plus the absolute position::
 
-    state = {"pos": int64 [], "k": (per layer [B, H, M, d], ...), "v": (...)}
+    state = {"pos": int64 [1], "k": (per layer [B, H, M, d], ...), "v": (...)}
     state, logits_t = model.step(state, x_t)        # x_t [B] bytes -> logits [B, vocab]
     state, logits = model.chunk(state, x)           # x [T, B] -> logits [T, B, vocab]
 
@@ -15,7 +15,10 @@ allocated at full size from the first token) plus the absolute position::
 blocks aligned to absolute positions and always computes whole blocks (rows outside
 ``x`` are padding and dropped), so every tensor operation has the same shapes wherever a
 chunk starts or ends: chunked outputs are bit-identical however a sequence is split, which
-is what the memory strategies' recomputation check relies on.
+is what the memory strategies' recomputation check relies on. The bytes autograd keeps
+therefore grow per 64-token block, not per token: a graph over 1 or 2 tokens keeps one
+block's worth, so planners that extrapolate from 1- and 2-step probes see no growth until
+they measure the lengths they choose.
 """
 from __future__ import annotations
 
@@ -138,7 +141,7 @@ class GainCellGPT(RecurrentModel):
         p = self.wte.weight
         shape = (batch_size, self.n_head, self.window, self.head_dim)
         zeros = lambda: tuple(p.new_zeros(shape) for _ in self.h)  # noqa: E731
-        return {"pos": torch.zeros((), dtype=torch.int64, device=p.device), "k": zeros(),
+        return {"pos": torch.zeros(1, dtype=torch.int64, device=p.device), "k": zeros(),
                 "v": zeros()}
 
     def step(self, state: dict, x_t: Tensor) -> tuple[dict, Tensor]:
