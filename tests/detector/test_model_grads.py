@@ -35,7 +35,7 @@ def _grads(model, x, targets, strategy, **opts):
     out = st.unroll(model, x, strategy=strategy, **opts)
     loss = model.detection_loss(model.detect(out), targets)
     loss.backward()
-    return out.detach(), float(loss), {n: p.grad.clone() for n, p in model.named_parameters()
+    return out.detach(), loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()
                                        if p.grad is not None}
 
 
