@@ -102,6 +102,11 @@ class EventDataConfig:
         return self
 
     @property
+    def T(self) -> int:
+        """Time steps per sample (= ``bins``), as other kinds name it (sweeps plot against it)."""
+        return self.bins
+
+    @property
     def window_us(self) -> int:
         return int(round(self.bin_ms * 1000)) * self.bins
 
