@@ -54,7 +54,8 @@ def test_unroll_shapes_and_outputs_are_spikes():
 
 @pytest.mark.parametrize("strategy,opts", [("checkpoint", {"segment": 3}), ("checkpoint", {}),
                                            ("double", {"period": 4, "fine": 2}), ("double", {}),
-                                           ("offload", {})])
+                                           ("offload", {}), ("offload", {"tier": "disk"}),
+                                           ("revolve", {})])
 @pytest.mark.parametrize("bridge", ["attention", "naive"])
 def test_strategy_gradients_equal_bptt(strategy, opts, bridge):
     model = _model(bridge)

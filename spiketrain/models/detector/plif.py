@@ -91,7 +91,8 @@ class PLIF(nn.Module):
         self.fused = bool(fused)
         if init_tau <= 1.0:
             raise ValueError(f"PLIF init_tau must be > 1, got {init_tau}")
-        self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
+        # shape [1], not 0-d: every memory tier (disk included) stores what autograd saves of it
+        self.w = nn.Parameter(torch.full((1,), -math.log(init_tau - 1.0)))
         self.v_threshold, self.v_reset, self.surrogate = float(v_threshold), float(v_reset), surrogate
 
     @property
@@ -104,7 +105,7 @@ class PLIF(nn.Module):
         return fn(v, x, self.inv_tau, self.v_threshold, self.v_reset, self.surrogate)
 
     def extra_repr(self) -> str:
-        return (f"tau={1.0 / float(self.inv_tau):.3f}, v_threshold={self.v_threshold}, "
+        return (f"tau={1.0 / self.inv_tau.item():.3f}, v_threshold={self.v_threshold}, "
                 f"v_reset={self.v_reset}, surrogate={self.surrogate}")
 
 
