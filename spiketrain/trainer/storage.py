@@ -205,6 +205,20 @@ def fetch_run(location: str, into: str | os.PathLike | None = None,
     return dest
 
 
+def localize_file(location: str | os.PathLike, name: str) -> Path:
+    """A local path for file ``name`` of the run at ``location``: itself for a local path;
+    for a URI (of the run folder or of the file) a copy fetched into the run's stage folder."""
+    loc = str(location)
+    if not is_uri(loc):
+        p = Path(loc)
+        return p if p.name == name or p.suffix == Path(name).suffix else p / name
+    base, _, query = loc.partition("?")
+    if base.rstrip("/").endswith("/" + name):
+        base = base.rstrip("/")[: -len(name) - 1]
+    run = base + (f"?{query}" if query else "")
+    return RunStorage(run).download(name, stage_dir(run) / name)
+
+
 def _line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return " ".join(lines[0].split())[:300] if lines else type(e).__name__

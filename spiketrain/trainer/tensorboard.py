@@ -54,15 +54,22 @@ def scalars(row: dict) -> dict[str, float]:
 class TensorBoardLogger:
     """An epoch callback ``logger(trainer, row)`` writing ``row`` at step ``global_step``."""
 
-    def __init__(self, log_dir: str | os.PathLike, mirror: Any = None):
-        self.log_dir = Path(log_dir)
-        self.mirror = mirror   # a RunStorage to copy event files to, or None
+    def __init__(self, log_dir: str | os.PathLike | None = None, mirror: Any = None):
+        """``log_dir`` default: the trainer's ``out_dir/tensorboard``; ``mirror`` default: a
+        :class:`~spiketrain.trainer.storage.RunStorage` of the trainer's ``out_uri``, if any."""
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.mirror = mirror
         self._writer = None
 
     def __call__(self, trainer, row: dict) -> None:
         if not getattr(trainer, "is_main", True):
             return
         if self._writer is None:
+            if self.log_dir is None:
+                self.log_dir = Path(trainer.out_dir) / TB_DIR
+            if self.mirror is None and getattr(trainer, "out_uri", None):
+                from .storage import RunStorage
+                self.mirror = RunStorage(trainer.out_uri)
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._writer = _writer_class()(str(self.log_dir))
         step = int(row.get("global_step", row.get("epoch", 0)))
@@ -81,7 +88,7 @@ class TensorBoardLogger:
 
     def __getstate__(self):   # travels to Ray workers without an open writer
         d = dict(self.__dict__)
-        d["_writer"] = None
+        d["_writer"], d["mirror"] = None, None if self.mirror is None else d["mirror"]
         return d
 
 

@@ -63,3 +63,14 @@ def test_unreachable_bucket_is_one_line(s3_env):
     st = RunStorage("s3://no-such-bucket-xyz/runs/a")
     with pytest.raises(StorageError, match="s3://no-such-bucket-xyz/runs/a/x: cannot write"):
         st.write_bytes("x", b"1")
+
+
+def test_localize_file(bucket, tmp_path, monkeypatch):
+    from spiketrain.trainer.storage import localize_file
+    monkeypatch.setenv("SPIKETRAIN_STAGE_DIR", str(tmp_path / "stage"))
+    loc = f"s3://{bucket}/runs/exp3"
+    RunStorage(loc).write_bytes("snapshot.pt", b"weights")
+    for where in (loc, loc + "/snapshot.pt"):
+        p = localize_file(where, "snapshot.pt")
+        assert p.read_bytes() == b"weights" and p.parent == stage_dir(loc)
+    assert localize_file(str(tmp_path / "run"), "snapshot.pt") == tmp_path / "run" / "snapshot.pt"

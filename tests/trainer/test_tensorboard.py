@@ -27,3 +27,12 @@ def test_rows_become_scalars_in_event_files(tmp_path):
     assert "test/loss" not in got and "strategy" not in got  # NaN and strings are left out
     assert set(scalars(rows[0])) == {"global_step", "train/loss", "test/acc",
                                      "memory/peak_bytes_device"}
+
+
+def test_default_dir_is_the_run_folder(tmp_path):
+    class T:
+        is_main, out_dir, out_uri = True, tmp_path / "run", None
+    log = TensorBoardLogger()
+    log(T(), {"epoch": 0, "global_step": 1, "train_loss": 2.0})
+    log.close()
+    assert read_scalars(tmp_path / "run" / "tensorboard")["train/loss"] == [(1, 2.0)]
