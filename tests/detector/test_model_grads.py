@@ -16,10 +16,10 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def _model(bridge="attention", bins=8):
+def _model(bridge="attention", bins=8, norm="batch"):
     torch.manual_seed(0)
     return HybridDetector(input_size=SIZE, bins=bins, channels=(4, 8, 8, 8), ann_width=8,
-                          head_depth=1, bridge=bridge, init_tau=2.0, v_threshold=0.5)
+                          head_depth=1, bridge=bridge, init_tau=2.0, v_threshold=0.5, norm=norm)
 
 
 def _batch(T=8, B=2):
@@ -69,6 +69,17 @@ def test_strategy_gradients_equal_bptt(strategy, opts, bridge):
     assert backbone and any(float(ref[n].abs().max()) > 0 for n in backbone)
     for n in ref:
         assert torch.allclose(got[n], ref[n], rtol=1e-5, atol=1e-5), (n, float((got[n] - ref[n]).abs().max()))
+
+
+@pytest.mark.parametrize("norm", ["group"])
+def test_other_norms_equal_bptt_under_double(norm):
+    model = _model(norm=norm)
+    x, targets = _batch()
+    ref_out, _, ref = _grads(model, x, targets, "bptt")
+    out, _, got = _grads(model, x, targets, "double", period=4, fine=2)
+    assert torch.equal(out, ref_out) and out.sum() > 0
+    for n in ref:
+        assert torch.allclose(got[n], ref[n], rtol=1e-5, atol=1e-5), n
 
 
 def test_checkpoint_recomputes_and_reports_less_memory():
