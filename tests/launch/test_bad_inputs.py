@@ -241,6 +241,7 @@ def test_table_has_forty_cases():
     assert len(CASES) >= 40 and len(CASES) + len(IN_PROCESS) >= 50
 
 
+@pytest.mark.timeout(600)     # ~50 processes that each import torch: ~1.5 min on 2 idle cores
 def test_bad_inputs_exit_2_with_one_line(world):
     before = {k: _tree(world["dir"] / k) for k in ("earlier", "snap_trunc", "snap_evil")}
     with ThreadPoolExecutor(max_workers=2) as pool:
