@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .compiled import as_numpy as _np
-from .compiled import available, jit
+from .compiled import available, jit, numba
 
 MODES = ("auto", "sparse", "dense")
 
@@ -233,18 +233,23 @@ def _count(x):
     return m
 
 
-@jit
-def _scatter(gT, rows, cols, vals, g, has_vals):
+@jit(parallel=True)
+def _scatter(gT, rows, cols, vals, g, has_vals, nchunk):
+    # the H columns split in nchunk ranges, one per thread; each element summed in entry order
     H = g.shape[1]
-    for q in range(rows.shape[0]):
-        r, c = rows[q], cols[q]
-        if has_vals:
-            w = vals[q]
-            for i in range(H):
-                gT[c, i] += w * g[r, i]
-        else:
-            for i in range(H):
-                gT[c, i] += g[r, i]
+    width = (H + nchunk - 1) // nchunk
+    for ch in numba.prange(nchunk):
+        i0 = ch * width
+        i1 = min(H, i0 + width)
+        for q in range(rows.shape[0]):
+            r, c = rows[q], cols[q]
+            if has_vals:
+                w = vals[q]
+                for i in range(i0, i1):
+                    gT[c, i] += w * g[r, i]
+            else:
+                for i in range(i0, i1):
+                    gT[c, i] += g[r, i]
 
 
 def nonzero_index(x: Tensor, binary: bool | None = None):
@@ -267,9 +272,13 @@ def nonzero_index(x: Tensor, binary: bool | None = None):
 def scatter_grad(rows: Tensor, cols: Tensor, vals: Tensor | None, g: Tensor,
                  n_in: int) -> Tensor:
     """``g^T @ x`` for a sparse ``x`` given by ``(rows, cols, vals)`` (CPU): ``g [R, H] ->
-    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator)."""
+    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator). Columns of
+    ``g`` run in parallel over ``torch.get_num_threads()`` threads, bit-identical to one."""
     gT = torch.zeros(n_in, g.shape[1], dtype=g.dtype)
     has = vals is not None
     vn = _np(vals.to(g.dtype)) if has else np.empty(0, dtype=_np(g).dtype)
-    _scatter(_np(gT), _np(rows), _np(cols), vn, _np(g.contiguous()), has)
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    _scatter(_np(gT), _np(rows), _np(cols), vn, _np(g.contiguous()), has, n)
     return gT.t()

@@ -83,23 +83,31 @@ class LayerInput:
 
 
 def _membrane(spec: LIFSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
-              z: Tensor, spikes_out: Tensor, block: int, starts: list | None = None):
+              z: Tensor, spikes_out: Tensor, block: int, starts: list | None = None,
+              kept: tuple | None = None, cut: float | None = None):
     """Forward loop (no autograd). ``current(t0, t1)`` gives the input current of a block
     ``[t1 - t0, B, H]`` (computed a block at a time to bound memory). Writes spikes (bool)
     into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)``. On CPU the steps of a
     block run in one compiled call (:mod:`.lif_numba`) and, given a list ``starts``, the
-    state ``(v, a)`` at the start of each block after the first is appended to it."""
+    state ``(v, a)`` at the start of each block after the first is appended to it; given
+    ``kept = (vs, thrs, sg)`` (``[T, B, H]`` tensors or None) the kernel also writes the
+    membrane, threshold and surrogate derivative (zero where ``|x| > cut``) of every step."""
     T = spikes_out.shape[0]
     if available(v, w_rec):
         wt = w_rec.detach().t().contiguous() if spec.recurrent else None
         v, z = v.detach().clone(), z.detach().clone()
         a = a.detach().clone() if spec.alif else None
+        _, scale = SURROGATE_GRADS[spec.surrogate]
         for t0 in range(0, T, block):
             t1 = min(t0 + block, T)
             if starts is not None and t0 > 0:
                 starts.append((v.clone(), a.clone() if spec.alif else None))
+            outs = {} if kept is None else dict(
+                out_v=None if kept[0] is None else kept[0][t0:t1],
+                out_thr=None if kept[1] is None else kept[1][t0:t1],
+                out_sg=kept[2][t0:t1], surrogate=spec.surrogate, scale=scale, cut=cut)
             lif_numba.membrane_block(current(t0, t1), wt, v, a, z, spikes_out[t0:t1],
-                                       **spec.kernel_args())
+                                     **outs, **spec.kernel_args())
         return v, a, z
     wt = w_rec.t() if spec.recurrent else None
     thr0 = spec.threshold
@@ -118,10 +126,23 @@ def _membrane(spec: LIFSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor
     return v, a, z
 
 
+def surrogate_slope(spec: LIFSpec, vs: Tensor, thrs, cut: float | None) -> Tensor:
+    """Eager surrogate derivative ``d z / d v`` of membranes ``vs [n, B, H]`` (thresholds
+    ``thrs``, a tensor for ALIF), zero where ``|v - thr| / threshold > cut``."""
+    fn, scale = SURROGATE_GRADS[spec.surrogate]
+    thr0 = spec.threshold
+    xarg = (vs - (thrs if spec.alif else thr0)) / thr0
+    s = fn(xarg, scale) / thr0
+    if cut is not None:
+        s = s.masked_fill(xarg.abs() > cut, 0.0)
+    return s
+
+
 class _FusedLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_in, w_rec, v0, a0, z0, spec: LIFSpec, inp: LayerInput, storage: str,
-                block: int, B: int, T: int, holder: dict):
+                block: int, B: int, T: int, holder: dict, keep: bool = False,
+                cut: float | None = None):
         dtype = w_in.dtype
         inp.B = B
         if inp.kind == "dense" and inp.mode == "sparse":
@@ -129,26 +150,37 @@ class _FusedLayer(torch.autograd.Function):
             inp.cached = inp.index(0, T, x)
         H = w_in.shape[0]
         spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
-        # with bool/float spike storage keep each block's start state (1/16 of the bool
-        # spikes' bytes at block 64) so backward need not replay the membrane twice; "bits"
-        # storage means least memory: backward replays from (v0, a0) instead
-        starts = [] if (storage != "bits" and any(ctx.needs_input_grad)) else None
+        grad = any(ctx.needs_input_grad)
+        # keep=True: the forward kernel writes what backward needs of the membrane (surrogate
+        # derivative; membrane for reset "zero", threshold for ALIF), so backward replays
+        # nothing. Otherwise, with bool/float spike storage, keep each block's start state
+        # (1/16 of the bool spikes' bytes at block 64) so backward replays the membrane once;
+        # "bits" storage means least memory: backward replays from (v0, a0) instead
+        keep = bool(keep and grad and available(w_in, w_rec, v0))
+        kept = None
+        if keep:
+            new = lambda: torch.empty(T, B, H, dtype=dtype)  # noqa: E731
+            kept = (new() if spec.reset != "subtract" else None,
+                    new() if spec.alif else None, new())
+        starts = [] if (storage != "bits" and grad and not keep) else None
         v, a, z = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
-                            w_rec, v0, a0, z0, spikes, block, starts)
+                            w_rec, v0, a0, z0, spikes, block, starts, kept, cut)
         ctx.n_starts = len(starts) if starts else 0
         ck_t = [t for st in (starts or []) for t in st if t is not None]
         store = SpikeStore(spikes, storage)
         inp._wt = inp._wt_key = None  # the forward's transposed weight copy: not kept for backward
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
-        ctx.storage = storage
-        # backward rebuilds block-start states from v0/a0 and the spikes
+        ctx.storage, ctx.cut = storage, cut
+        ctx.kept = None if kept is None else tuple(k is not None for k in kept)
+        kept_t = [k for k in (kept or ()) if k is not None]
         in_store = inp.store.tensor if inp.kind == "spikes" else None
         idx = inp.cached.tensors() if inp.cached is not None else []
         ctx.idx_shape = inp.cached.shape if inp.cached is not None else None
         inp.cached = None
         x_keep = x if inp.kind == "dense" else None  # binary inputs are kept in their store
-        ctx.n_idx = len(idx)
-        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, *idx, *ck_t)
+        ctx.n_idx, ctx.n_ck = len(idx), len(ck_t)
+        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, *idx,
+                              *ck_t, *kept_t)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
         z_all = spikes.to(dtype)
@@ -157,8 +189,13 @@ class _FusedLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gz_all, gv_T, *ga):
         x, w_in, w_rec, z0, st, v0, a0, in_st, *rest = ctx.saved_tensors
-        idx, ck_t = rest[:ctx.n_idx], rest[ctx.n_idx:]
-        spec, inp, K = ctx.spec, ctx.inp, ctx.block
+        idx = rest[:ctx.n_idx]
+        ck_t = rest[ctx.n_idx:ctx.n_idx + ctx.n_ck]
+        kept_t = list(rest[ctx.n_idx + ctx.n_ck:])
+        kept = None
+        if ctx.kept is not None:
+            kept = tuple(kept_t.pop(0) if has else None for has in ctx.kept)
+        spec, inp, K, cut = ctx.spec, ctx.inp, ctx.block, ctx.cut
         T, B, H = ctx.shape
         in_store = SpikeStore.wrap(in_st, inp.store.shape, inp.store.storage) if inp.kind == "spikes" else None
         inp = LayerInput(inp.kind, inp.mode, in_store, inp.sparse)
@@ -167,123 +204,142 @@ class _FusedLayer(torch.autograd.Function):
             inp.cached = SparseIndex.from_tensors(idx, ctx.idx_shape)
         store = SpikeStore.wrap(st, (T, B, H), ctx.storage)
         dt = w_in.dtype
-        fn, scale = SURROGATE_GRADS[spec.surrogate]
+        _, scale = SURROGATE_GRADS[spec.surrogate]
         beta, thr0, sub = spec.beta, spec.threshold, spec.reset == "subtract"
         need_x, need_win, need_wrec = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        zeros = torch.zeros(B, H, dtype=dt, device=w_in.device)
-        cv = gv_T if gv_T is not None else zeros
+        dev = w_in.device
+        zeros = torch.zeros(B, H, dtype=dt, device=dev)
+        cv = gv_T.clone(memory_format=torch.contiguous_format) if gv_T is not None else zeros.clone()
         ca = (ga[0] if ga and ga[0] is not None else zeros) if spec.alif else None
         if gz_all is None:
-            gz_all = torch.zeros(T, B, H, dtype=dt, device=w_in.device)
+            gz_all = torch.zeros(T, B, H, dtype=dt, device=dev)
         cz, cz_full = None, False
         g_win = torch.zeros_like(w_in) if need_win else None
         g_wrec = torch.zeros_like(w_rec) if (w_rec is not None and need_wrec) else None
         g_wrec_t = None  # transposed accumulator of the compiled scatter
-        g_x = torch.empty(T, B, w_in.shape[1], dtype=dt, device=w_in.device) if need_x else None
+        g_x = torch.empty(T, B, w_in.shape[1], dtype=dt, device=dev) if need_x else None
         wt = w_rec.t() if spec.recurrent else None
         # LIF subtract: d v_t / d z_{t-1} = W_rec^T - theta I, folded into one matrix
         w_back = None
         if spec.recurrent:
-            w_back = w_rec - thr0 * torch.eye(H, dtype=dt, device=w_in.device) \
+            w_back = w_rec - thr0 * torch.eye(H, dtype=dt, device=dev) \
                 if (sub and not spec.alif) else w_rec
         nblk = -(-T // K)
-        dev = w_in.device
 
         use_nb = available(w_in, w_rec, v0)
         wt_c = w_rec.detach().t().contiguous() if (use_nb and spec.recurrent) else None
         z0_bin = bool(((z0 == 0) | (z0 == 1)).all())
+        # sparse backward of a LIF (subtract) layer: compiled recursion over active neurons
+        sparse_rec = use_nb and cut is not None and sub and not spec.alif
+        if sparse_rec:
+            cz = zeros.clone()
+            P = cv @ w_back if w_back is not None else zeros.clone()
+        # float previous spikes: only for the eager paths and the zero/ALIF terms
+        need_zf = not use_nb or not sub or spec.alif
 
-        def block_inputs(bi):
+        def spikes_of(bi):
+            """Bool spikes of block ``bi`` and of the steps before them (None if z0 is not
+            binary) and, where needed, the latter as floats."""
             t0, t1 = bi * K, min((bi + 1) * K, T)
             zb = store.load_range(max(t0 - 1, 0), t1, torch.bool)
-            spk[0] = zb if t0 == 0 else zb[1:]  # this block's own spikes
-            zb_prev[0] = zb[:-1] if t0 > 0 else (
+            own = zb if t0 == 0 else zb[1:]
+            prev = zb[:-1] if t0 > 0 else (
                 torch.cat([z0.detach().unsqueeze(0) != 0, zb[:-1]]) if z0_bin else None)
-            z_blk = zb.to(dt)
-            zprev = torch.cat([z0.detach().unsqueeze(0), z_blk[:-1]]) if t0 == 0 else z_blk[:-1]
+            zf = None
+            if need_zf or prev is None:
+                zf = zb.to(dt)
+                zf = torch.cat([z0.detach().unsqueeze(0), zf[:-1]]) if t0 == 0 else zf[:-1]
+            z_first = z0.detach() if t0 == 0 else zb[0].to(dt)
+            return t0, t1, own, prev, zf, z_first
+
+        def replay(bi, v, a, keep=True):
+            """Membrane, threshold and surrogate derivative over block ``bi`` from its start
+            state ``[n, B, H]`` each (what is not needed is None), and the end state; the
+            forward's ops in the forward's order (a closed-form decay-matrix solve was tried:
+            its rounding, amplified by the surrogate slope, broke 1e-5 agreement)."""
+            t0, t1, own, _, zf, z_first = spikes_of(bi)
             cur = inp.current(t0, t1, x, w_in, B)
-            if wt is not None and not use_nb:  # the compiled replay adds it itself
-                cur = cur + zprev @ wt
-            return t0, t1, zprev, cur
-
-
-        def replay(zprev, cur, v, a, keep=True):
-            """Membrane (and threshold) over a block from its start state, ``[n, B, H]`` each,
-            with the forward's ops in the forward's order (a closed-form decay-matrix solve
-            was tried: its rounding, amplified by the surrogate slope, broke 1e-5 agreement)."""
-            n = zprev.shape[0]
+            n = t1 - t0
             if use_nb:
-                v, z = v.clone(), zprev[0].clone()
+                v, z = v.clone(), z_first.clone()
                 a = a.clone() if spec.alif else None
-                vs, thrs = lif_numba.membrane_block(cur, wt_c, v, a, z, spk[0], replay=True,
-                                                      keep_v=keep, keep_thr=keep and spec.alif,
-                                                      **spec.kernel_args())
-                return vs, thrs, v, a
+                sg = torch.empty(n, B, H, dtype=dt) if keep else None
+                vs, thrs = lif_numba.membrane_block(
+                    cur, wt_c, v, a, z, own, replay=True, keep_v=keep and not sub,
+                    keep_thr=keep and spec.alif, out_sg=sg, surrogate=spec.surrogate,
+                    scale=scale, cut=cut, **spec.kernel_args())
+                return vs, thrs, sg, v, a
+            if wt is not None:
+                cur = cur + zf @ wt
             vs = torch.empty(n, B, H, dtype=dt, device=dev)
             thrs = torch.empty(n, B, H, dtype=dt, device=dev) if spec.alif else None
             for k in range(n):
-                v, a, thr = spec.membrane(v, a, zprev[k], cur[k])
+                v, a, thr = spec.membrane(v, a, zf[k], cur[k])
                 vs[k] = v
                 if spec.alif:
                     thrs[k] = thr
-            return vs, thrs, v, a
+            sg = surrogate_slope(spec, vs, thrs, cut) if keep else None
+            return vs, thrs, sg, v, a
 
         # block-start states: replay the membrane from (v0, a0) with the stored spikes
         ck = [(v0.detach(), a0.detach() if spec.alif else None)]
-        spk, zb_prev = [None], [None]  # the block's spikes and previous spikes (bool)
         per = 2 if spec.alif else 1
         for i in range(ctx.n_starts):
             ck.append((ck_t[per * i], ck_t[per * i + 1] if spec.alif else None))
-        for bi in range(len(ck) - 1, nblk - 1):
-            _, _, zprev, cur = block_inputs(bi)
-            vs, _, v_end, a_end = replay(zprev, cur, *ck[-1], keep=False)
-            ck.append((v_end, a_end))
-            del zprev, cur, vs
+        if kept is None:
+            for bi in range(len(ck) - 1, nblk - 1):
+                *_, v_end, a_end = replay(bi, *ck[-1], keep=False)
+                ck.append((v_end, a_end))
         for bi in reversed(range(nblk)):
-            t0, t1, zprev, cur = block_inputs(bi)
+            t0, t1, _, zb_prev, zprev, _ = spikes_of(bi)
             n = t1 - t0
-            # recompute membrane (and adaptation) over the block
-            vs, thrs, _, _ = replay(zprev, cur, *ck[bi])
-            del cur
-            xarg = (vs - (thrs if spec.alif else thr0)) / thr0
-            s = fn(xarg, scale) / thr0
-            del xarg
+            if kept is not None:
+                vs = kept[0][t0:t1] if kept[0] is not None else None
+                thrs = kept[1][t0:t1] if kept[1] is not None else None
+                s = kept[2][t0:t1]
+                v_start = (v0.detach() if t0 == 0 else kept[0][t0 - 1]) if not sub else None
+            else:
+                vs, thrs, s, _, _ = replay(bi, *ck[bi])
+                v_start = ck[bi][0]
             if sub:
                 m = None
                 nterm = -thrs if spec.alif else None
             else:
-                vprev = torch.cat([ck[bi][0].unsqueeze(0), vs[:-1]])
+                vprev = torch.cat([v_start.unsqueeze(0), vs[:-1]])
                 m = beta * (1.0 - zprev)
                 nterm = -beta * vprev
-            gI = torch.empty(n, B, H, dtype=dt, device=w_in.device)
-            for k in range(n - 1, -1, -1):
-                if cz_full:  # cz already holds gz_all[t] + (grad from step t + 1)
-                    gz, cz_full = cz, False
-                else:
-                    gz = gz_all[t0 + k] if cz is None else gz_all[t0 + k] + cz
-                if spec.alif:
-                    gzs = gz * s[k]
-                    gv = torch.add(gzs, cv, out=gI[k])
-                    gA = -gzs - gv * zprev[k] if sub else -gzs
-                    gav = spec.adapt * gA + ca
-                    ca = spec.rho * gav
-                    cz = gav + gv * nterm[k]
-                    if w_back is not None:
-                        cz = cz + gv @ w_back
-                else:
-                    gv = torch.addcmul(cv, gz, s[k], out=gI[k])
-                    if w_back is not None and nterm is None and t0 + k > 0:
-                        cz, cz_full = torch.addmm(gz_all[t0 + k - 1], gv, w_back), True
-                    elif w_back is not None:
-                        cz = gv @ w_back
-                        if nterm is not None:
-                            cz = torch.addcmul(cz, gv, nterm[k])
+            gI = torch.empty(n, B, H, dtype=dt, device=dev)
+            if sparse_rec:
+                lif_numba.lif_backward_sparse(gz_all[t0:t1], s, w_back, cv, cz, P, gI, beta, thr0)
+            else:
+                for k in range(n - 1, -1, -1):
+                    if cz_full:  # cz already holds gz_all[t] + (grad from step t + 1)
+                        gz, cz_full = cz, False
                     else:
-                        cz = -thr0 * gv if sub else gv * nterm[k]
-                cv = beta * gv if m is None else gv * m[k]
-            if g_wrec is not None and use_nb and zb_prev[0] is not None:
+                        gz = gz_all[t0 + k] if cz is None else gz_all[t0 + k] + cz
+                    if spec.alif:
+                        gzs = gz * s[k]
+                        gv = torch.add(gzs, cv, out=gI[k])
+                        gA = -gzs - gv * zprev[k] if sub else -gzs
+                        gav = spec.adapt * gA + ca
+                        ca = spec.rho * gav
+                        cz = gav + gv * nterm[k]
+                        if w_back is not None:
+                            cz = cz + gv @ w_back
+                    else:
+                        gv = torch.addcmul(cv, gz, s[k], out=gI[k])
+                        if w_back is not None and nterm is None and t0 + k > 0:
+                            cz, cz_full = torch.addmm(gz_all[t0 + k - 1], gv, w_back), True
+                        elif w_back is not None:
+                            cz = gv @ w_back
+                            if nterm is not None:
+                                cz = torch.addcmul(cz, gv, nterm[k])
+                        else:
+                            cz = -thr0 * gv if sub else gv * nterm[k]
+                    cv = beta * gv if m is None else gv * m[k]
+            if g_wrec is not None and use_nb and zb_prev is not None:
                 g_wrec_t = torch.zeros_like(w_rec) if g_wrec_t is None else g_wrec_t
-                lif_numba.recurrent_grad(g_wrec_t, zb_prev[0], gI)
+                lif_numba.recurrent_grad(g_wrec_t, zb_prev, gI)
             elif g_wrec is not None:
                 g_wrec += gI.reshape(-1, H).t() @ zprev.reshape(-1, H)
             if g_win is not None:
@@ -294,15 +350,20 @@ class _FusedLayer(torch.autograd.Function):
             g_wrec += g_wrec_t.t()
         ga0 = ca if spec.alif else None
         gz0 = cz if cz is not None else zeros
-        return (g_x, g_win, g_wrec, cv, ga0, gz0, None, None, None, None, None, None, None)
+        return (g_x, g_win, g_wrec, cv, ga0, gz0) + (None,) * 9
 
 
 def fused_layer(layer, spec: LIFSpec, h, x, *, in_store: SpikeStore | None = None, sparse=None,
-                mode: str = "auto", storage: str = "bool", block: int = DEFAULT_BLOCK):
+                mode: str = "auto", storage: str = "bool", block: int = DEFAULT_BLOCK,
+                keep_membrane: bool = False, sparse_backward: float | None = None):
     """Run ``layer`` (with ``spec = layer.kernel_spec()``) over a chunk in one autograd node.
 
     ``x [T, B, n_in]`` dense input (or None with ``sparse`` a SparseSpikes train);
     ``in_store`` marks ``x`` as binary spikes of the layer below, kept in that store.
+    ``keep_membrane``: keep the surrogate derivative of every step (``T B H`` floats)
+    instead of replaying the membrane in backward (compiled path; same gradients).
+    ``sparse_backward``: zero the surrogate derivative where ``|v - thr| / threshold``
+    exceeds it (:mod:`.sparse_backward`); None keeps the exact gradient.
     Returns ``(h_T, z_all [T, B, H], store)`` where ``store`` holds ``z_all`` in binary form.
     """
     if sparse is not None:
@@ -318,8 +379,9 @@ def fused_layer(layer, spec: LIFSpec, h, x, *, in_store: SpikeStore | None = Non
     v0, z0 = h[0], h[-1]
     a0 = h[1] if spec.alif else None
     holder: dict = {}
+    cut = None if sparse_backward is None else float(sparse_backward)
     outs = _FusedLayer.apply(x, layer.w_in, layer.w_rec, v0, a0, z0, spec, inp, storage, block, B,
-                             T, holder)
+                             T, holder, bool(keep_membrane), cut)
     z_all = outs[0]
     h_new = (outs[1], outs[2], z_all[-1]) if spec.alif else (outs[1], z_all[-1])
     return h_new, z_all, holder["store"]

@@ -43,6 +43,13 @@ class RSNN(RecurrentModel):
             :meth:`step`-style ops.
         sparse: input projection kernel, ``"auto"`` (by spike rate), ``"sparse"`` or ``"dense"``.
         spike_storage: how spikes are kept for backward: ``"bool"``, ``"bits"`` or ``"float"``.
+        keep_membrane: fused layers keep the surrogate derivative of every step (``T B H``
+            floats per layer) so backward need not replay the membrane: faster, more memory.
+            False (default) replays it block by block from the kept spikes. Same gradients.
+        sparse_backward: None (default) for the exact gradient; a float ``c`` zeroes the
+            surrogate derivative wherever ``|v - thr| / threshold > c`` (Perez-Nieves &
+            Goodman 2021), so backward's recurrent product visits only the neurons near
+            threshold. An approximation: never on by default; fused layers only.
     """
 
     def __init__(self, n_in: int = 700, hidden: int | list[int] = 256, n_out: int = 20,
@@ -51,7 +58,8 @@ class RSNN(RecurrentModel):
                  tau_out: float = 20.0, tau_adapt: float = 200.0, dt: float = 1.0,
                  threshold: float = 1.0, readout: str = "max", input_gain: float = 3.0,
                  rec_gain: float = 1.0, fused: bool = True, sparse: str = "auto",
-                 spike_storage: str = "bool", neuron_options: dict | None = None):
+                 spike_storage: str = "bool", neuron_options: dict | None = None,
+                 keep_membrane: bool = False, sparse_backward: float | None = None):
         super().__init__()
         from ...hardware.bits import STORAGES
         from ...hardware.sparse import MODES
@@ -60,6 +68,12 @@ class RSNN(RecurrentModel):
         if spike_storage not in STORAGES:
             raise ValueError(f"spike_storage must be one of {STORAGES}, got {spike_storage!r}")
         self.fast_paths, self.sparse, self.spike_storage = bool(fused), sparse, spike_storage
+        if sparse_backward is not None and not float(sparse_backward) > 0:
+            raise ValueError(f"sparse_backward must be a positive number or None, "
+                             f"got {sparse_backward!r}")
+        self.keep_membrane = bool(keep_membrane)
+        # the surrogate cut-off of the sparse backward (None: exact), a metric of the run
+        self.sparse_backward = None if sparse_backward is None else float(sparse_backward)
         from .fused import DEFAULT_BLOCK
         self.fused_block = DEFAULT_BLOCK  # steps between membrane checkpoints in a fused chunk
         cls = resolve_neuron(neuron)
@@ -156,7 +170,9 @@ class RSNN(RecurrentModel):
             hs[k], inp, store = fused_layer(layer, specs[k], hs[k], inp, in_store=store,
                                             sparse=x if (k == 0 and sparse_in) else None,
                                             mode=self.sparse, storage=self.spike_storage,
-                                            block=self.fused_block)
+                                            block=self.fused_block,
+                                            keep_membrane=self.keep_membrane,
+                                            sparse_backward=self.sparse_backward)
         outs = leaky_readout(inp, store, self.w_out, self.b_out, o, self.kappa)
         return tuple(hs) + (outs[-1],), outs
 
