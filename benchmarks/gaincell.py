@@ -101,7 +101,8 @@ def main(argv=None):
           f"{args.window}, batch {args.batch}, {dev}, {torch.get_num_threads()} threads, "
           f"median of {args.repeats}")
     results = {}
-    hdr = f"{'attention':<16}{'strategy':<11}{'T':>7}{'s/step':>9}{'us/token':>10}{'peak MiB':>10}  schedule"
+    hdr = (f"{'attention':<16}{'strategy':<11}{'T':>7}{'s/step':>9}{'us/token':>10}"
+           f"{'peak MiB':>10}  schedule")
     print(hdr)
     print("-" * len(hdr))
     models = {}

@@ -8,7 +8,8 @@
 - :mod:`.gpt2`: :func:`from_hf_gpt2`, Hugging Face GPT-2 weights into this model.
 """
 from . import hardware, quant
-from .attention import KINDS, SCALERS, Scaler, WindowAttention, gaincell_attention, softmax_attention
+from .attention import (KINDS, SCALERS, Scaler, WindowAttention, gaincell_attention,
+                        softmax_attention)
 from .gpt2 import from_hf_gpt2
 from .model import GainCellGPT
 

@@ -101,7 +101,8 @@ def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool) -
 
 
 def _tiled(p: Tensor, v: Tensor, array: int) -> Tensor:
-    """``p [..., n, N] @ v [..., N, d]`` per array of ``array`` columns -> ``[..., N/array, n, d]``."""
+    """``p [..., n, N] @ v [..., N, d]`` per array of ``array`` columns
+    -> ``[..., N/array, n, d]``."""
     na = p.shape[-1] // array
     pt = p.unflatten(-1, (na, array)).transpose(-3, -2)           # [..., na, n, array]
     vt = v.unflatten(-2, (na, array))                              # [..., na, array, d]
@@ -126,7 +127,7 @@ def array_sums(p: Tensor, v: Tensor, decay: Tensor, nonlinear: bool, array: int 
     pp = torch.stack([pd * decay, pd * d2], -3)                    # p D^2, p D^3
     vp = torch.stack([vc * vc, vc * vc * vc], -3)
     t23 = _tiled(pp, vp, array)                                    # [..., 2, na, n, d]
-    rows = p.unflatten(-1, (p.shape[-1] // array, array)).sum(-1)  # [..., n, na]
+    rows = p.unflatten(-1, (p.shape[-1] // array, array)).sum(-1)   # [..., n, na]
     t0 = rows.transpose(-1, -2).unsqueeze(-1)                      # [..., na, n, 1]
     s = (c[0] * t0 + c[1] * m1 + c[2] * t23.select(-4, 0)
          + c[3] * t23.select(-4, 1)) / A_DIV
