@@ -117,3 +117,39 @@ def test_import_of_a_graph_written_by_snntorch_matches_snntorch():
         got = st.unroll(model, x, strategy="bptt")
     assert ref.sum() > 0 and ref.sum() < ref.numel()
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+
+
+def test_import_of_a_graph_written_by_norse_matches_norse():
+    """Norse writes ``tau = dt / tau_mem_inv`` and steps ``v += dt tau_mem_inv (-v + i)``: its
+    graphs import with ``discretisation="euler"`` and ``dt`` (ms) numerically equal to its
+    own step in seconds."""
+    nt = pytest.importorskip("norse.torch")
+    torch.manual_seed(0)
+    n_in, H, C = 10, 8, 4
+    lin1 = torch.nn.Linear(n_in, H, bias=False)
+    with torch.no_grad():
+        lin1.weight.mul_(3.0)
+    lif = nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.linspace(80.0, 150.0, H),
+                                            v_th=torch.ones(H), v_leak=torch.zeros(H),
+                                            v_reset=torch.zeros(H)))
+    lin2 = torch.nn.Linear(H, C)
+    li = nt.LIBoxCell(nt.LIBoxParameters(tau_mem_inv=torch.full((C,), 50.0),
+                                         v_leak=torch.zeros(C)))
+    net = nt.SequentialState(lin1, lif, lin2, li)
+    graph = nt.to_nir(net, torch.zeros(1, n_in), dt=0.001)
+    x = _x(T=60, n_in=n_in)
+    state, outs = None, []
+    with torch.no_grad():
+        for x_t in x.unbind(0):
+            o, state = net(x_t, state)
+            outs.append(o)
+    ref = torch.stack(outs)
+    model = from_nir(graph, dt=0.001, discretisation="euler")
+    with torch.no_grad():
+        got = st.unroll(model, x, strategy="bptt")
+        h, spikes = model.layers[0].init_state(x.shape[1]), 0.0
+        for x_t in x.unbind(0):  # the hidden layer spikes (the comparison covers it)
+            h, z = model.layers[0].step(h, x_t)
+            spikes += float(z.sum())
+    assert 0 < spikes < z.numel() * x.shape[0]
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
