@@ -149,3 +149,16 @@ def test_out_that_cannot_hold_a_run(cfg, tmp_path, capsys, make):
     assert main(["train", str(cfg), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--out" in err
+
+
+def test_strategy_flag_composes_with_set_options(cfg, tmp_path):
+    """``--strategy NAME`` is applied before ``--set strategy.*``: the options reach it."""
+    out = tmp_path / "ck"
+    assert main(["train", str(cfg), "--out", str(out), "--strategy", "checkpoint",
+                 "--set", "strategy.segment=5"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["strategy"] == {
+        "name": "checkpoint", "segment": 5}
+    row = pq.read_table(out / "metrics.parquet").to_pylist()[-1]
+    # T = 20 in segments of 5: every segment but the last is recomputed (the default
+    # segment, about sqrt(T), would give 16)
+    assert row["strategy"] == "checkpoint" and row["recomputed_steps"] == 15
