@@ -160,5 +160,5 @@ def test_strategy_flag_composes_with_set_options(cfg, tmp_path):
         "name": "checkpoint", "segment": 5}
     row = pq.read_table(out / "metrics.parquet").to_pylist()[-1]
     # T = 20 in segments of 5: every segment but the last is recomputed (the default
-    # segment, about sqrt(T), would give 16)
+    # segment gives 12 here)
     assert row["strategy"] == "checkpoint" and row["recomputed_steps"] == 15
