@@ -15,7 +15,8 @@ STRATEGIES = [
     ("offload", {"tier": "host"}),
 ]
 CASES = ([("linear_gaincell", s, o) for s, o in STRATEGIES]
-         + [(k, s, o) for k in ("gaincell", "softmax") for s, o in STRATEGIES[:1] + STRATEGIES[3:5]])
+         + [(k, s, o) for k in ("gaincell", "softmax")
+            for s, o in STRATEGIES[:1] + STRATEGIES[3:5]])
 
 
 def make(kind, seed=0):
