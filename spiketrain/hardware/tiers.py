@@ -207,7 +207,8 @@ class DiskTier(Tier):
         recs = []
         for t in tensors:
             a = t.detach().to("cpu").contiguous()
-            arr = a.view(torch.uint8).numpy() if a.numel() else np.empty(0, np.uint8)
+            # reshape(-1) first: a 0-d tensor cannot be viewed as bytes
+            arr = a.reshape(-1).view(torch.uint8).numpy() if a.numel() else np.empty(0, np.uint8)
             n = arr.nbytes
             off = self._alloc(n)
             mv = memoryview(arr.reshape(-1))

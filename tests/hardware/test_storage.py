@@ -44,3 +44,16 @@ def test_two_layers_share_spike_store(storage):
         else T * B * H // 8
     # each layer's spikes are kept once, though the next layer and the readout also use them
     assert st.last_report().peak_bytes["device"] == 2 * per
+
+
+def test_disk_tier_round_trips_zero_dim_tensors():
+    from spiketrain.hardware.tiers import DiskTier
+    tier = DiskTier()
+    try:
+        x = torch.tensor(3.25)
+        tier.put("k", [x, torch.arange(6.0).reshape(2, 3)])
+        a, b = tier.get("k")
+        assert a.shape == () and float(a) == 3.25
+        assert torch.equal(b, torch.arange(6.0).reshape(2, 3))
+    finally:
+        tier.close()
