@@ -51,6 +51,8 @@ def localize(args: argparse.Namespace, cfg_out_dir: str | None = None) -> str | 
         except StorageError as e:
             raise ConfigError(f"--resume {e}") from None
         args.resume = str(stage)
+    # workers on other nodes read the snapshot from the URI itself, not this machine's stage
+    args.resume_uri = resume_uri
     if out_uri is not None:
         store = _store(out_uri, "--out")
         try:
