@@ -105,7 +105,13 @@ class _LeakyReadout(torch.autograd.Function):
         c = kappa * gu[0]
         gz = gu @ w if ctx.needs_input_grad[0] else None
         gw = gb = None
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and ctx.storage == "bool" and available(go):
+            # scatter the rows of gu into the neurons that spiked (no float copy of z)
+            from .lif_numba import recurrent_grad
+            gw_t = w.new_zeros(w.shape[1], w.shape[0])
+            recurrent_grad(gw_t, st, gu)
+            gw = gw_t.t()
+        elif ctx.needs_input_grad[1]:
             store = SpikeStore.wrap(st, ctx.shape, ctx.storage)
             gw = w.new_zeros(w.shape)
             T, K = go.shape[0], 256

@@ -1,0 +1,64 @@
+"""Test accuracy of the sparse backward beside the exact gradient, trained by the same CLI.
+
+Trains ``configs/shd_rsnn.yaml`` on synthetic SHD-format data with shared bands
+(``data.n_bands``) twice, the same seed and epochs: exact (``model.sparse_backward`` unset)
+and ``model.sparse_backward: CUT`` (``model.keep_membrane: true`` for both), then prints
+each run's final test accuracy, loss and seconds per epoch from its ``metrics.parquet``.
+
+    python benchmarks/sparse_accuracy.py [--cut 0.5] [--epochs 3] [--hidden 256] [--n-bands 6]
+                                         [--set KEY=VALUE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import pyarrow.parquet as pq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train(out: str, sets: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "spiketrain", "train", os.path.join(ROOT, "configs", "shd_rsnn.yaml"),
+           "--no-ray", "--no-progress", "--out", out]
+    for s in sets:
+        cmd += ["--set", s]
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    rows = pq.read_table(os.path.join(out, "metrics.parquet")).to_pylist()
+    ep = [r for r in rows if r.get("test_accuracy") is not None] or rows
+    return ep[-1]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cut", type=float, default=0.5)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--n-bands", type=int, default=6)
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    a = ap.parse_args(argv)
+    common = [f"trainer.epochs={a.epochs}", f"model.hidden={a.hidden}",
+              f"data.n_bands={a.n_bands}", "model.keep_membrane=true"] + a.sets
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in (("exact", []), (f"sparse {a.cut}", [f"model.sparse_backward={a.cut}"])):
+            res[name] = train(os.path.join(tmp, name.replace(" ", "_")), common + extra)
+    print(f"synthetic SHD-format, n_bands {a.n_bands}, hidden {a.hidden}, {a.epochs} epochs")
+    print("| backward | test accuracy | test loss | train loss | s/epoch |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in res.items():
+        f = (lambda k: f"{r[k]:.4f}" if isinstance(r.get(k), float) else "-")
+        print(f"| {name} | {f('test_accuracy')} | {f('test_loss')} | {f('train_loss')} | "
+              f"{f('epoch_seconds')} |")
+    acc = [r.get("test_accuracy") for r in res.values()]
+    if all(isinstance(v, float) for v in acc):
+        print(f"accuracy difference (sparse - exact): {100 * (acc[1] - acc[0]):+.1f} points")
+    print("columns:", sorted(next(iter(res.values())).keys()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
