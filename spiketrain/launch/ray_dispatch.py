@@ -35,7 +35,7 @@ def _workers(trainer, args) -> int:
 def check(trainer, args: argparse.Namespace) -> None:
     """Refuse, before the run folder is created, what :func:`fit` would refuse late: a bad
     worker count, ``--no-ray`` with workers, an unreachable ``--address``."""
-    from ..trainer.ray_session import check_reachable, resolve_address
+    from ..trainer.ray_session import check_reachable, check_workers, resolve_address
 
     workers = _workers(trainer, args)
     if workers < 1:
@@ -54,6 +54,10 @@ def check(trainer, args: argparse.Namespace) -> None:
                               f"it with `spiketrain submit --address {address}`, or give the "
                               f"cluster address HEAD:6379 / ray://HEAD:10001 here")
         check_reachable(address, default_port=10001 if address.startswith("ray://") else 6379)
+    elif use_ray:
+        import ray
+        if not ray.is_initialized():
+            check_workers(workers)      # an embedded local Ray has this machine's CPUs
     if use_ray and trainer.batch_size % workers:
         raise ConfigError(f"trainer.batch_size {trainer.batch_size} is not divisible by {workers} "
                           f"workers; pick a multiple of the worker count")

@@ -24,16 +24,31 @@ from .ray_reaper import start as start_reaper
 _LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def loopback_only() -> None:
-    """Make the next embedded local Ray listen on 127.0.0.1 only (its processes inherit the
-    setting through the environment; this process's Ray reads it at import, so the imported
-    constant is set too)."""
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Within the block, a Ray started here listens on 127.0.0.1 only (its processes inherit
+    the setting through the environment; this process's Ray read it at import, so the
+    imported constant is set too). Both are restored after the block, so a cluster started
+    later from this process (e.g. ``ray start`` in a subprocess) is not affected."""
+    saved_env = {k: os.environ.get(k) for k in _LOOPBACK}
     os.environ.update(_LOOPBACK)
     try:
         from ray._private import ray_constants
+    except ImportError:  # another Ray layout: the environment still applies
+        ray_constants = None
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if ray_constants is not None and saved is not None:
         ray_constants.ENABLE_RAY_CLUSTER = False
-    except (ImportError, AttributeError):  # another Ray layout: the environment still applies
-        pass
+    try:
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if ray_constants is not None and saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
 
 # ray.train.report is a barrier on every rank; Ray Train polls its workers at this interval.
 # The 2 s default makes every report cost seconds on small runs.
@@ -145,10 +160,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
             os.environ.setdefault(k, v)
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             _not_auth_notice)
-        loopback_only()
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
-                 logging_level=logging.WARNING,  # no "Started a local Ray instance"
-                 runtime_env={"worker_process_setup_hook": _quiet_cleaner_hook()})
+        with loopback_only():
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                     logging_level=logging.WARNING,  # no "Started a local Ray instance"
+                     runtime_env={"worker_process_setup_hook": _quiet_cleaner_hook()})
         reaper = start_reaper()     # the agents die with this process, even after kill -9
     try:
         yield ray.cluster_resources()
