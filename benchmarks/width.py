@@ -14,8 +14,9 @@ Implementations:
   where ``|v - thr| / thr > cut``; recurrent product over the active neurons only);
 - ``plain``, ``snntorch``.
 
-Per row: seconds per step (median of ``--repeats`` after a warm-up, implementations
-interleaved), each time / snnTorch's and / plain's, and for spiketrain the split into
+Per row: seconds per step, wall and CPU time of the process (median of ``--repeats`` after
+a warm-up, implementations interleaved; on a loaded machine CPU time is the steadier
+figure), each time / snnTorch's and / plain's, and for spiketrain the split into
 forward, backward, compiled kernels (membrane, scatters, sparse recursion) and matrix
 products (``aten::mm``/``addmm``/``bmm``, from one profiled step); the cosine between the
 sparse and the exact gradient (all parameters, and ``W_rec`` alone) and the share of
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
             x, y = peers.data(a.T)
             steps = {p: make_step(p, H, a.cut, x, y)[2] for p in impls}
             times = {p: [] for p in impls}
+            cpu = {p: [] for p in impls}
             split = {p: {} for p in impls}
             kern = {p: [] for p in impls}
             for p in impls:
@@ -177,11 +179,13 @@ def main(argv=None) -> int:
             for _ in range(a.repeats):
                 for p in impls:
                     with Timers() as tm:
-                        t = time.perf_counter()
+                        t, c = time.perf_counter(), time.process_time()
                         steps[p](split[p])
                         times[p].append(time.perf_counter() - t)
+                        cpu[p].append(time.process_time() - c)
                     kern[p].append(tm.total)
             med = {p: statistics.median(v) for p, v in times.items()}
+            cmed = {p: statistics.median(v) for p, v in cpu.items()}
             mm = {p: (None if a.no_profile or not p.startswith("st-") else matmul_seconds(steps[p]))
                   for p in impls}
             del steps
@@ -189,26 +193,31 @@ def main(argv=None) -> int:
             for p in impls:
                 r_snn = med[p] / med["snntorch"] if "snntorch" in med else float("nan")
                 r_pl = med[p] / med["plain"] if "plain" in med else float("nan")
-                row = dict(H=H, B=B, impl=p, s=med[p], snn=r_snn, plain=r_pl,
+                c_snn = cmed[p] / cmed["snntorch"] if "snntorch" in cmed else float("nan")
+                c_pl = cmed[p] / cmed["plain"] if "plain" in cmed else float("nan")
+                row = dict(H=H, B=B, impl=p, s=med[p], snn=r_snn, plain=r_pl, cpu=cmed[p],
+                           csnn=c_snn, cplain=c_pl,
                            fwd=split[p].get("forward"), bwd=split[p].get("backward"),
                            kern=statistics.median(kern[p]) if p.startswith("st-") else None,
                            mm=mm[p], cos=cos if p == "st-sparse" else None)
                 rows.append(row)
                 print(f"  H={H:5d} B={B:3d} {p:10s} {med[p]:7.3f} s/step  /snntorch {r_snn:5.2f}x"
-                      f"  /plain {r_pl:5.2f}x  fwd {row['fwd']:.3f} bwd {row['bwd']:.3f}"
+                      f"  /plain {r_pl:5.2f}x  cpu {cmed[p]:7.3f} s ({c_snn:5.2f}x, {c_pl:5.2f}x)  fwd {row['fwd']:.3f} bwd {row['bwd']:.3f}"
                       + (f"  kernels {row['kern']:.3f}" if row["kern"] is not None else "")
                       + (f"  matmul {row['mm']:.3f}" if row["mm"] is not None else "")
                       + (f"  cos {cos[0]:.4f} (W_rec {cos[1]:.4f}), inside cut {cos[2]:.1%}"
                          if row["cos"] else ""), flush=True)
     print()
-    print("| H | B | implementation | s/step | / snnTorch | / plain | forward s | backward s | "
-          "kernels s | matmul s | grad cosine vs exact (all / W_rec) | neuron-steps in cut |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| H | B | implementation | s/step | / snnTorch | / plain | CPU s/step | CPU / snnTorch | "
+          "CPU / plain | forward s | backward s | kernels s | matmul s | "
+          "grad cosine vs exact (all / W_rec) | neuron-steps in cut |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     f = (lambda v: "-" if v is None else f"{v:.3f}")
     for r in rows:
         c = r["cos"]
         print(f"| {r['H']} | {r['B']} | {r['impl']} | {r['s']:.3f} | {r['snn']:.2f}x | "
-              f"{r['plain']:.2f}x | {f(r['fwd'])} | {f(r['bwd'])} | {f(r['kern'])} | {f(r['mm'])} | "
+              f"{r['plain']:.2f}x | {r['cpu']:.3f} | {r['csnn']:.2f}x | {r['cplain']:.2f}x | "
+              f"{f(r['fwd'])} | {f(r['bwd'])} | {f(r['kern'])} | {f(r['mm'])} | "
               + (f"{c[0]:.4f} / {c[1]:.4f} | {c[2]:.1%} |" if c else "- | - |"))
     return 0
 
