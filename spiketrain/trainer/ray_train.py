@@ -160,9 +160,25 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
 
 # --------------------------------------------------------------------------- the Trainer on Ray
 def _averaged(task) -> list[str]:
-    """Row keys averaged over ranks (equal shards): the loss, the task's train metrics and the
-    step time. Same order on every rank."""
-    return ["train_loss", "sec_per_step"] + [f"train_{n}" for n in task.metric_names]
+    """Row keys averaged over ranks (equal shards): the loss and the step time. Same order on
+    every rank. The task's metrics are merged from every rank's state instead
+    (:func:`_merged_metrics`), so non-additive ones such as mAP are exact."""
+    return ["train_loss", "sec_per_step"]
+
+
+def _merged_metrics(trainer) -> dict:
+    """``train_<metric>`` of the whole batch: every rank's metric state gathered and merged."""
+    import torch.distributed as dist
+
+    res = getattr(trainer, "last_result", None)
+    if res is None:
+        return {}
+    states = [None] * trainer.world_size
+    dist.all_gather_object(states, res.metrics.state_dict())
+    merged = trainer.task.new_metrics()
+    for state in states:
+        merged.merge(state)
+    return {f"train_{k}": v for k, v in merged.compute().items()}
 
 
 class _EngineOptimizer:
@@ -252,6 +268,7 @@ class TrainerJob:
                                 dtype=torch.float64)
             dist.all_reduce(vals)
             row.update({k: v / t.world_size for k, v in zip(keys, vals.tolist())})
+            row.update(_merged_metrics(t))
             if t.is_main:
                 t.metrics.write()
         return {k: v for k, v in row.items() if isinstance(v, (int, float, str))}

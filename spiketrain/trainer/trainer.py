@@ -283,6 +283,7 @@ class Trainer:
                           progress=self.progress and self.is_main, desc=tag,
                           on_step=self._on_step, train_step=self.train_step, guard=self.guard)
         self._partial, self._skip = None, 0
+        self.last_result = res          # sums of this rank's shard (metrics merged over ranks)
         self._sync_weights()
         row = {"epoch": self.epoch, "global_step": self.global_step, **res.as_row("train")}
         row.update(self.test_row(tag))
