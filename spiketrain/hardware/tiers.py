@@ -12,8 +12,8 @@ device): :meth:`Tier.charge` / :meth:`Tier.release`.
   with ``non_blocking=True``; on a CPU-only machine it keeps references (same RAM).
 - ``DiskTier``: one scratch file per tier in a scratch folder; records are written with
   ``pwrite`` and read back with ``pread`` (the page cache stays out of the process RSS),
-  freed regions are reused, and the folder is removed by :meth:`Tier.close` (also when
-  used as a context manager and an error is raised).
+  freed regions are reused; the file is unlinked right after opening (the descriptor keeps
+  it usable), so a crash leaves nothing, and :meth:`Tier.close` releases the space.
 """
 from __future__ import annotations
 
@@ -181,7 +181,8 @@ class HostTier(Tier):
 class DiskTier(Tier):
     """Scratch-file storage: one file, records written with ``pwrite`` at an offset and read
     back with ``pread``; freed regions are reused (same-size records are the common case).
-    ``folder`` (default: a new temporary folder) is removed by :meth:`close`."""
+    The file (and a temporary ``folder`` made for it) is unlinked right after opening, so
+    nothing is left on disk after a crash; :meth:`close` releases the space."""
 
     name = "disk"
 
@@ -192,6 +193,11 @@ class DiskTier(Tier):
         os.makedirs(self.folder, exist_ok=True)
         self.path = os.path.join(self.folder, f"tier-{os.getpid()}-{id(self):x}.bin")
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # unlinked at once: the open descriptor keeps the file usable, and no crash or
+        # kill -9 can leave it (or its temporary folder) behind
+        os.unlink(self.path)
+        if self._own_folder:
+            os.rmdir(self.folder)
         self._end = 0
         self._holes: dict[int, list[int]] = {}
 
@@ -245,10 +251,8 @@ class DiskTier(Tier):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self._own_folder:
+        if self._own_folder and os.path.isdir(self.folder):
             shutil.rmtree(self.folder, ignore_errors=True)
-        elif os.path.exists(self.path):
-            os.remove(self.path)
 
     def __del__(self):  # last resort; close() is the normal path
         try:

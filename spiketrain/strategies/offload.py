@@ -16,6 +16,7 @@ One backward per unroll (``retain_graph=True`` is not supported).
 """
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -148,6 +149,21 @@ class _Stitch(torch.autograd.Function):
         return (None,) + (z,) * ctx.n
 
 
+def _check_scratch(folder) -> None:
+    """Refuse (one ValueError line naming it) a scratch folder that is a file or cannot be
+    written: the folder is created if missing and a temp file is opened and closed in it."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"offload scratch {folder!r}: not a writable folder "
+                         f"({e.strerror or type(e).__name__}); give a folder on a disk with room"
+                         ) from None
+
+
 @register("offload")
 class Offload(Strategy):
     """Everything autograd saves goes to ``tier`` ("host" or "disk"); spikes bit-packed.
@@ -167,6 +183,12 @@ class Offload(Strategy):
             raise ValueError(f"offload spikes must be 'bits', 'bool' or 'float', got {spikes!r}")
         if not isinstance(chunk_steps, int) or chunk_steps <= 0:
             raise ValueError(f"offload chunk_steps must be a positive integer, got {chunk_steps!r}")
+        if scratch is not None:
+            if tier != "disk":   # an option this setting would ignore is an error
+                raise ValueError(f"offload scratch={scratch!r} is used by tier 'disk' only (tier is "
+                                 f"{tier!r}); add tier: disk (--set strategy.tier=disk) or drop "
+                                 f"scratch")
+            _check_scratch(scratch)
         self.tier, self.spikes, self.chunk_steps = tier, spikes, chunk_steps
         self.prefetch, self.scratch, self.trim = prefetch, scratch, trim
         self.backend = backend

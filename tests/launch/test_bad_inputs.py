@@ -204,6 +204,12 @@ CASES = {
 
 # cheap config mistakes: the same checks, in this process
 IN_PROCESS = {
+    "offload_scratch_without_disk_tier": lambda w: _train("--strategy", "offload")(w) + [
+        "--set", f"strategy.scratch={w['dir'] / 'scratch'}"],
+    "offload_scratch_is_a_file": lambda w: _train("--strategy", "offload")(w) + [
+        "--set", "strategy.tier=disk", "--set", f"strategy.scratch={w['afile']}"],
+    "offload_scratch_not_writable": _train("--strategy", "offload", "--set", "strategy.tier=disk",
+                                           "--set", f"strategy.scratch={NO_WRITE}"),
     "lr_zero": _sets("trainer.lr=0"),
     "weight_decay_negative": _sets("trainer.weight_decay=-0.1"),
     "epochs_negative": _sets("trainer.epochs=-1"),

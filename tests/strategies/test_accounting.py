@@ -149,8 +149,9 @@ def test_tiers_exact_accounting_and_cleanup(tmp_path):
     assert torch.equal(got[0], a) and torch.equal(got[1], b) and got[1].dtype == torch.int64
     assert t.disk.current == 48 and t.disk.peak == 136 and t.disk.moved == 136 + 88
     t.disk.put(2, [a, b])  # reuses the freed regions
-    assert os.path.getsize(t.disk.path) == 136
+    assert os.fstat(t.disk._fd).st_size == 136   # the file lives on its descriptor only
     path = t.disk.path
+    assert not os.path.exists(path)                 # unlinked at once: a crash leaves nothing
     t.close()
     assert not os.path.exists(path)
     h = HostTier()

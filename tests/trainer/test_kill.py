@@ -90,3 +90,46 @@ def test_kill_9_then_resume(tmp_path):
     resumed = [row for row in rows if row.get("resumed_from_step") is not None]
     assert len(resumed) == 1 and resumed[0]["resumed_from_step"] == step
     assert _snap_step(run) == (epochs_done + 2) * 4
+
+
+def test_disk_tier_leaves_no_file_even_while_open(tmp_path):
+    """The scratch file is unlinked right after opening: nothing exists that a kill could
+    leave behind, and the tier still works through its descriptor."""
+    from spiketrain.hardware.tiers import DiskTier
+
+    t = DiskTier(folder=str(tmp_path))
+    assert os.listdir(tmp_path) == []
+    x = torch.arange(1000.0)
+    t.put("a", [x])
+    assert torch.equal(t.get("a")[0], x)
+    assert os.listdir(tmp_path) == []
+    t.close()
+
+
+def test_kill_9_during_offload_to_disk_leaves_no_scratch(tmp_path):
+    cfg = tmp_path / "kill.yaml"
+    cfg.write_text(KILL_CFG.replace("CACHE", str(tmp_path / "cache")))
+    scratch, tmpdir = tmp_path / "scratch", tmp_path / "tmp"
+    tmpdir.mkdir()
+    run = tmp_path / "run"
+    env = {**os.environ, "SPIKETRAIN_DEBUG": "", "TMPDIR": str(tmpdir)}
+    p = subprocess.Popen([sys.executable, "-m", "spiketrain.launch.cli", "train", str(cfg),
+                          "--out", str(run), "--strategy", "offload", "--set", "strategy.tier=disk",
+                          "--set", f"strategy.scratch={scratch}"], cwd=tmp_path, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while _snap_step(run) < 3:                 # offloading to disk, step after step
+            assert p.poll() is None, p.stderr.read().decode()
+            assert time.monotonic() < deadline, "no snapshot after 240 s"
+            time.sleep(0.05)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+    assert os.listdir(scratch) == []
+    assert not [n for n in os.listdir(tmpdir) if n.startswith("spiketrain-")]   # torch's caches may stay
