@@ -124,10 +124,11 @@ def grad_cosine(H: int, cut: float, x, y):
         m, loss_fn = build("st-exact", H, cut)
         m.sparse_backward = c
         loss_fn(x, y).backward()
-        grads.append([p.grad.reshape(-1) for p in m.parameters()])
-    a, b = torch.cat(grads[0]), torch.cat(grads[1])
+        grads.append({n: p.grad.reshape(-1) for n, p in m.named_parameters()})
+    a, b = torch.cat(list(grads[0].values())), torch.cat(list(grads[1].values()))
     cos = float(F.cosine_similarity(a, b, dim=0))
-    wrec = float(F.cosine_similarity(grads[0][1], grads[1][1], dim=0))
+    key = "layers.0.w_rec"
+    wrec = float(F.cosine_similarity(grads[0][key], grads[1][key], dim=0))
     # share of neuron-steps whose normalised distance to threshold is within the cut
     m, _ = build("st-exact", H, cut)
     with torch.no_grad():
