@@ -51,7 +51,7 @@ def test_eager_equals_compiled_on_recurrent_net(neuron, monkeypatch):
 
 
 def test_eager_sparse_spike_input_same_as_dense(data, eager_env):
-    spikes = pytest.importorskip("spiketrain.hardware.spikes")
+    from spiketrain.hardware import spikes
     x, y = data
     model = make_model("alif", recurrent=True)
     _, dense = eprop_grads(model, x, y, chunk=16)

@@ -32,16 +32,27 @@ def test_single_layer_equals_bptt(neuron, data):
 
 
 @pytest.mark.parametrize("neuron", ["lif", "alif"])
-def test_zero_reset_and_float32(neuron):
-    """reset='zero' (multiplicative reset) is exact too; float32 agrees to cosine 0.99999."""
-    x, y = make_data(dtype=torch.float32)
-    model = make_model(neuron, dtype=torch.float32)
+@pytest.mark.parametrize("dtype,reset", [(torch.float64, "zero"), (torch.float32, "zero"),
+                                         (torch.float32, "subtract")])
+def test_zero_reset_and_float32(neuron, dtype, reset):
+    """reset='zero' (multiplicative reset) is exact too, and so is float32, per element:
+    float64 to 1e-5 relative; float32 to 2e-3 relative plus 2e-4 of the largest gradient
+    (measured worst: 6e-4 relative, 1e-4 of the largest). A gradient scaled by 2 or by 1/T
+    fails either."""
+    x, y = make_data(dtype=dtype)
+    model = make_model(neuron, dtype=dtype)
     for layer in model.layers:
-        layer.reset = "zero"
+        layer.reset = reset
     _, gb = bptt_grads(model, x, y)
     _, ge = eprop_grads(model, x, y)
+    if dtype == torch.float64:
+        _assert_equal(gb, ge)
+        return
+    assert gb.keys() == ge.keys()
     for name in gb:
-        assert F.cosine_similarity(gb[name].flatten(), ge[name].flatten(), 0) >= 0.99999, name
+        assert gb[name].norm() > 0, name
+        torch.testing.assert_close(ge[name], gb[name], rtol=2e-3,
+                                   atol=2e-4 * float(gb[name].abs().max()), msg=name)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 200])
@@ -69,7 +80,7 @@ def test_recurrent_readout_exact_and_inputs_approximate(data):
 
 
 def test_sparse_spike_input_same_as_dense(data):
-    spikes = pytest.importorskip("spiketrain.hardware.spikes")
+    from spiketrain.hardware import spikes
     x, y = data
     model = make_model("lif")
     _, dense = eprop_grads(model, x, y)
@@ -122,7 +133,7 @@ def test_compiled_equals_automatic_jacobians(neuron, reset, data):
 
 def test_sparse_input_with_duplicate_spikes(data):
     """A spike listed twice counts once (as SparseSpikes densifies it)."""
-    spikes = pytest.importorskip("spiketrain.hardware.spikes")
+    from spiketrain.hardware import spikes
     x, y = data
     sp = spikes.SparseSpikes.from_dense(x)
     dup = spikes.SparseSpikes(torch.cat([sp.times, sp.times]), torch.cat([sp.batch, sp.batch]),

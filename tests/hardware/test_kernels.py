@@ -1,5 +1,7 @@
 """spike_linear: sparse and dense paths agree (outputs and gradients) at every spike rate."""
+import os
 import pytest
+import numba  # noqa: F401  (a hard dependency: a broken install fails here)
 import torch
 
 from spiketrain.hardware import compiled
@@ -77,7 +79,7 @@ def test_spike_store_sizes_and_ranges():
         assert torch.equal(s.load_range(3, 7, torch.float32), z[3:7].float())
 
 
-@pytest.mark.skipif(not compiled.available(torch.zeros(1)), reason="numba not importable")
+@pytest.mark.skipif(os.environ.get("SPIKETRAIN_KERNELS") == "torch", reason="compiled kernels switched off (SPIKETRAIN_KERNELS=torch)")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
 def test_nonzero_index_and_scatter(dtype):
     g = torch.Generator().manual_seed(1)

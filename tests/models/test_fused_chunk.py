@@ -98,7 +98,7 @@ def test_input_gradient_and_real_valued_input():
 
 
 def test_sparse_spikes_input_matches_dense():
-    spikes = pytest.importorskip("spiketrain.hardware.spikes")
+    from spiketrain.hardware import spikes
     torch.manual_seed(5)
     m = RSNN(n_in=20, hidden=16, n_out=5, sparse="sparse")
     x = (torch.rand(40, 4, 20) < 0.05).float()
