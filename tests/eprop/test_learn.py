@@ -1,5 +1,4 @@
 """e-prop learns the synthetic SHD-format task about as well as BPTT with the same epochs."""
-import time
 
 import pytest
 import torch
@@ -26,7 +25,6 @@ def _model(neuron):
 
 @pytest.mark.parametrize("neuron", ["lif"])
 def test_eprop_within_5_points_of_bptt(small_data, tmp_path, neuron):
-    t0 = time.perf_counter()
     acc = {}
     for strategy in ("bptt", "eprop"):
         row = Trainer(_model(neuron), small_data, strategy=strategy, epochs=4,
@@ -34,4 +32,3 @@ def test_eprop_within_5_points_of_bptt(small_data, tmp_path, neuron):
         acc[strategy] = row["test_acc"]
     assert acc["eprop"] >= 0.7, acc                  # 4 classes: chance is 0.25
     assert acc["eprop"] >= acc["bptt"] - 0.05, acc
-    assert time.perf_counter() - t0 < 90
