@@ -71,4 +71,7 @@ def build_trainer(cfg: Config, out_dir: str | Path | None = None, resume: str | 
     kw.update(overrides)
     trainer = Trainer(model, data, out_dir=out, resume=resume, **kw)
     trainer.config = cfg
+    if getattr(cfg.trainer, "tensorboard", False):
+        from ..trainer.tensorboard import TensorBoardLogger
+        trainer.add_callback(TensorBoardLogger())   # OUT/tensorboard (and OUT_URI/tensorboard)
     return trainer

@@ -53,6 +53,7 @@ class TrainerSection:
     progress: bool = True
     threads: Optional[int] = None          # torch CPU threads (null: torch's default)
     on_nonfinite: Literal["stop", "skip_batch"] = "stop"   # a NaN/inf loss or gradient norm
+    tensorboard: bool = False              # epoch rows as TensorBoard scalars in OUT/tensorboard
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..trainer.ray_session import RayLaunchError, check_reachable
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+PROBE = "spiketrain_probe.py"
 
 
 def jobs_address(address: str | None) -> str:
@@ -51,6 +52,8 @@ def stage(cfg_dict: dict, directory: str | Path | None = None) -> Path:
     d = Path(directory or tempfile.mkdtemp(prefix="spiketrain-job-"))
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+    from . import probe   # the job's first command: one line if the cluster lacks a dependency
+    (d / PROBE).write_text(Path(probe.__file__).read_text())
     return d
 
 
@@ -74,7 +77,8 @@ def submit(cfg_dict: dict, address: str | None = None, train_args: list[str] | N
     deadline = time.monotonic() + float(os.environ.get("SPIKETRAIN_SUBMIT_WAIT_S", "90"))
     while True:
         try:
-            return c.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
+            return c.submit_job(entrypoint=f"python {PROBE} && {shlex.join(entry)}",
+                                runtime_env=runtime_env,
                                 submission_id=submission_id)
         except RuntimeError as e:
             if "No available agent" not in str(e) or time.monotonic() > deadline:
@@ -105,6 +109,15 @@ def wait(job_id: str, address: str | None = None, timeout: float = 3600.0,
         if s in TERMINAL or time.time() > t_end:
             return s
         time.sleep(poll)
+
+
+def missing_line(log_text: str) -> str | None:
+    """The probe's one line (what the cluster's Python lacks, how to fix it) in a job's logs."""
+    from .probe import MARK
+    for line in log_text.splitlines():
+        if line.startswith(MARK):
+            return line.strip()
+    return None
 
 
 def logs(job_id: str, address: str | None = None) -> str:

@@ -28,7 +28,7 @@ RUN_FILES = (CONFIG_NAME, "snapshot.pt", "metrics.parquet")
 #: config keys a resume may change (applied and recorded); every other key is fixed by the run
 MUTABLE = ("trainer.epochs", "trainer.lr", "trainer.clip_grad", "trainer.weight_decay",
            "trainer.workers", "trainer.snapshot_every", "trainer.progress", "trainer.threads",
-           "trainer.on_nonfinite", "trainer.out_dir", "trainer.deterministic", "hardware",
+           "trainer.on_nonfinite", "trainer.out_dir", "trainer.tensorboard", "trainer.deterministic", "hardware",
            "strategy", "data.cache_dir", "data.sparse")
 
 

@@ -53,6 +53,12 @@ class MetricsLog:
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
     """Rows of a metrics Parquet file (a file path or a run folder)."""
+    from .storage import RunStorage, is_uri
+    if is_uri(path):   # a run folder on storage (s3://..., gs://...)
+        import io
+        loc = str(path).rstrip("/")
+        loc = loc[:-len("/metrics.parquet")] if loc.endswith("/metrics.parquet") else loc
+        return pq.read_table(io.BytesIO(RunStorage(loc).read_bytes("metrics.parquet"))).to_pylist()
     p = Path(path)
     if p.is_dir():
         p = p / "metrics.parquet"

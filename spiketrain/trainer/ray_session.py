@@ -165,6 +165,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
                      logging_level=logging.WARNING,  # no "Started a local Ray instance"
                      runtime_env={"worker_process_setup_hook": _quiet_cleaner_hook()})
         reaper = start_reaper()     # the agents die with this process, even after kill -9
+    from .ray_console import install_driver_filter
+    install_driver_filter()   # each worker line once, with its rank; Ray's notices out
     try:
         yield ray.cluster_resources()
     finally:

@@ -79,6 +79,11 @@ def _worker_loop(cfg: dict) -> None:
         logging.getLogger(report_log.__file__).setLevel(logging.WARNING)
     ctx = rt.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    import ray
+
+    from .ray_console import prefix_rank
+    prefix_rank(rank)   # every line this worker prints starts with [rank R]
+    node = ray.get_runtime_context().get_node_id()
     torch.set_num_threads(max(1, int(cfg.get("threads_per_worker", 1))))
     from ray.train.torch import get_device
 
@@ -91,7 +96,8 @@ def _worker_loop(cfg: dict) -> None:
     if ckpt is not None:
         with ckpt.as_directory() as d:
             start = resumed_from = job.load_snapshot(d)
-    _write_worker_file(cfg.get("worker_dir"), rank, epoch=start, resumed_from=resumed_from)
+    _write_worker_file(cfg.get("worker_dir"), rank, epoch=start, resumed_from=resumed_from,
+                       node=node)
     every = max(1, int(cfg.get("report_every", 1)))
     for epoch in range(start, job.epochs):
         metrics = dict(job.train_epoch(epoch))
@@ -107,7 +113,7 @@ def _worker_loop(cfg: dict) -> None:
                 checkpoint = rt.Checkpoint.from_directory(d)
             rt.report(metrics, checkpoint=checkpoint)
         _write_worker_file(cfg.get("worker_dir"), rank, epoch=epoch + 1,
-                           resumed_from=resumed_from)
+                           resumed_from=resumed_from, node=node)
 
 
 def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike = "runs",
@@ -125,8 +131,13 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
                            ScalingConfig)
     from ray.train.torch import TorchTrainer
 
-    run_dir = Path(run_dir).resolve()
-    worker_dir = run_dir / name / "workers"
+    from .storage import is_uri, stage_dir
+
+    # a storage URI (s3://...): Ray Train's checkpoints go there, so a worker group restarted
+    # on any node finds them; the worker files stay in the URI's local stage folder
+    remote = is_uri(run_dir)
+    run_dir = str(run_dir) if remote else Path(run_dir).resolve()
+    worker_dir = (stage_dir(run_dir) if remote else run_dir) / name / "workers"
     cfg = {"make_job": make_job, "report_every": report_every, "worker_dir": str(worker_dir),
            "threads_per_worker": max(1, int(cpus_per_worker))}
     # an embedded local Ray has this machine's cores and GPUs and nothing more; a cluster may
@@ -271,6 +282,7 @@ class TrainerJob:
             row.update(_merged_metrics(t))
             if t.is_main:
                 t.metrics.write()
+                t._publish("metrics.parquet")
         return {k: v for k, v in row.items() if isinstance(v, (int, float, str))}
 
     def save_snapshot(self, directory) -> None:
@@ -322,7 +334,8 @@ def fit(trainer, address: str | None = None, workers: int | None = None,
     if deepspeed is None:
         deepspeed = deepspeed_options(trainer)
     job = functools.partial(_make_trainer_job, trainer, deepspeed)
-    res = fit_ray(job, workers=n, run_dir=out, name="ray", use_gpu=use_gpu,
+    res = fit_ray(job, workers=n, run_dir=getattr(trainer, "out_uri", None) or out, name="ray",
+                  use_gpu=use_gpu,
                   max_failures=max_failures, address=address, cpus_per_worker=cpus_per_worker)
     return res.metrics
 

@@ -138,7 +138,7 @@ def load_snapshot(path: str | os.PathLike, model=None, optimizer=None, *, restor
     Returns the whole snapshot dict (``epoch``, ``epoch_done``, ``global_step``, ``loader``,
     ``extra``) for the caller to restore the rest.
     """
-    p = snapshot_path(path)
+    p = snapshot_path(_local(path))
     if not p.exists():
         raise FileNotFoundError(f"no snapshot at {p}; resume needs a run folder that has "
                                 f"{SNAPSHOT_NAME} (written at the end of each epoch)")
@@ -172,7 +172,7 @@ def read_snapshot(path: str | os.PathLike, map_location: Any = "cpu") -> dict[st
     """The snapshot dict in ``path`` (``weights_only=True``), its fields checked; a missing,
     truncated, empty or foreign file raises :class:`SnapshotError` (or FileNotFoundError) with
     one line naming the path."""
-    p = snapshot_path(path)
+    p = snapshot_path(_local(path))
     if not p.is_file():
         what = "is a folder, not a snapshot file" if p.exists() else "does not exist"
         raise FileNotFoundError(f"no snapshot at {p} ({what}); resume needs a run folder that has "
@@ -192,6 +192,13 @@ def read_snapshot(path: str | os.PathLike, map_location: Any = "cpu") -> dict[st
             raise SnapshotError(f"{p}: not a spiketrain snapshot ('{key}' missing or not a "
                                 f"{tp.__name__})")
     return snap
+
+
+def _local(path: str | os.PathLike) -> str | os.PathLike:
+    """A snapshot on a storage URI (``s3://.../run`` or ``.../snapshot.pt``) fetched into the
+    run's local stage folder; a local path as is."""
+    from .storage import is_uri, localize_file
+    return localize_file(path, SNAPSHOT_NAME) if is_uri(path) else path
 
 
 def _first_line(e: BaseException) -> str:

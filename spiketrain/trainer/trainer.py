@@ -26,6 +26,7 @@ from .loop import EpochResult, evaluate, train_epoch
 from .metrics import MetricsLog, format_row
 from .optim import build_optimizer
 from .snapshot import load_snapshot, remove_stale_temp_files, save_snapshot, snapshot_path
+from .storage import is_uri, stage_dir
 
 EpochCallback = Callable[["Trainer", dict], None]
 
@@ -116,7 +117,11 @@ class Trainer:
         self.optimizer_spec, self.lr, self.weight_decay = optimizer, float(lr), float(weight_decay)
         self.epochs, self.batch_size, self.clip_grad = int(epochs), int(batch_size), clip_grad
         self.hardware, self.workers, self.engine = hardware, int(workers), engine
-        self.out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
+        # a storage URI (s3://, gs://, hdfs://): trained in its local stage folder, every file
+        # copied there as written (:meth:`_publish`); Ray Train's checkpoints go there too
+        self.out_uri = str(out_dir) if is_uri(out_dir) else None
+        self.out_dir = (stage_dir(str(out_dir)) if self.out_uri else Path(out_dir)
+                        if out_dir is not None else default_out_dir())
         self.seed, self.deterministic, self.progress = int(seed), bool(deterministic), bool(progress)
         self.snapshot_every, self.resume = int(snapshot_every), resume
         self.callbacks: list[EpochCallback] = list(callbacks)
@@ -221,9 +226,21 @@ class Trainer:
                 f"{advice(self.optimizer.param_groups[0]['lr'], self.clip_grad)}")
         extra = {"metrics": self.metrics.rows, "partial": partial.state_dict() if partial else None,
                  "strategy": self.strategy_name}
-        return save_snapshot(self.out_dir, self.model, self.optimizer, epoch=self.epoch,
+        path = save_snapshot(self.out_dir, self.model, self.optimizer, epoch=self.epoch,
                              global_step=self.global_step, epoch_done=epoch_done,
                              loader_state=self._loader_state(), extra=extra)
+        self._publish(path.name)
+        return path
+
+    def _publish(self, *names: str) -> None:
+        """Copy run files from ``out_dir`` to ``out_uri`` (rank 0 of a run on a storage URI)."""
+        if not (getattr(self, "out_uri", None) and self.is_main):
+            return
+        from .storage import RunStorage
+        store = RunStorage(self.out_uri)
+        for name in names:
+            if (Path(self.out_dir) / name).is_file():
+                store.upload(Path(self.out_dir) / name, name)
 
     def load_snapshot(self, path: str | os.PathLike) -> dict:
         """Restore weights, optimizer, RNG, loader, epoch/step and earlier metrics rows.
@@ -295,6 +312,7 @@ class Trainer:
         self.metrics.append(row)
         if self.is_main:
             self.metrics.write()
+            self._publish("metrics.parquet")
             self.save_snapshot(epoch_done=True)
             if self.verbose:
                 print(format_row(row, self.epochs), flush=True)

@@ -69,3 +69,15 @@ def test_overlay_draws_one_line_per_run_and_split(two_runs, tmp_path, monkeypatc
 def test_not_a_run_is_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run folder"):
         read_run(tmp_path)
+
+
+def test_report_command_on_training_runs(two_runs, tmp_path, capsys):
+    from spiketrain.launch.cli import main as cli
+    assert cli(["report", str(two_runs[0]), str(two_runs[1]), "--plots",
+                str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(2 epochs)") == 2 and out.count("plot: ") == 3
+    assert cli(["report", str(two_runs[0])]) == 0     # one local run: plots in its folder
+    assert (two_runs[0] / "loss.png").exists()
+    assert cli(["report", str(two_runs[0]), str(tmp_path)]) == 2
+    assert "not a training run" in capsys.readouterr().err

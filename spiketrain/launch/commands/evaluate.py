@@ -29,6 +29,9 @@ def evaluate_run(run_dir, overrides=(), batch_size=None) -> dict:
     from ..config import ConfigError
     from ._trained import load_trained, run_config
 
+    from ...trainer.storage import fetch_run, is_uri
+    if is_uri(run_dir):   # a run on storage (s3://...): its files fetched to a stage folder
+        run_dir = fetch_run(run_dir)
     cfg, _ = run_config(run_dir, list(overrides))
     model, _ = load_trained(run_dir, cfg)
     _, test = build_data(cfg)

@@ -23,6 +23,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pip", action="append", default=[], metavar="REQ",
                    help="extra pip requirement installed for the job (repeatable)")
     p.add_argument("--job-id", help="submission id (default: generated)")
+    p.add_argument("--out", metavar="URI", help="run folder on storage that every node and "
+                   "this machine reach (s3://bucket/runs/exp1, gs://..., or a shared path); "
+                   "default trainer.out_dir. Without it the results stay in the job's "
+                   "working directory on the cluster")
     p.add_argument("--wait", action="store_true", help="wait for the job to end, then print "
                    "its logs; exit status 0 only if it succeeded")
     return p
@@ -34,16 +38,30 @@ def run(args: argparse.Namespace) -> int:
     from ..ray_dispatch import _register_sections  # noqa: F401  (deepspeed: section)
 
     cfg = load_config(args.config, args.overrides)
+    from ...trainer.storage import display
     extra = ["--workers", str(args.workers)] if args.workers else []
+    out = args.out or cfg.trainer.out_dir
+    if out:
+        extra += ["--out", str(out)]
     job = jobs.submit(cfg.to_dict(), args.address, train_args=extra, pip=args.pip or None,
                       submission_id=args.job_id)
     addr = jobs.jobs_address(args.address)
     print(f"submitted {job} to {addr}")
+    if out:
+        print(f"results: {display(str(out))}  (spiketrain report {display(str(out))})")
+    else:
+        print("results: in the job's working directory on the cluster; give --out "
+              "s3://bucket/runs/NAME (or shared storage) to find them afterwards")
     print(f"  spiketrain status {job} --address {addr}\n  spiketrain logs {job} --address {addr}",
           flush=True)
     if not args.wait:
         return 0
     final = jobs.wait(job, args.address)
-    print(jobs.logs(job, args.address), end="")
+    text = jobs.logs(job, args.address)
+    print(text, end="")
     print(f"job {job}: {final}")
+    missing = jobs.missing_line(text) if final != "SUCCEEDED" else None
+    if missing:
+        import sys
+        print(f"error: {missing}", file=sys.stderr)
     return 0 if final == "SUCCEEDED" else 1

@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     dispatch = _ray_dispatch()          # registers its config sections before loading
     cfg = load_config(args.config, overrides)
     cfg_dict = cfg.to_dict()
+    from ..remote_run import localize, publish
+    from ...trainer.storage import display
+    out_uri = localize(args, cfg.trainer.out_dir)   # URIs -> local stage folders
     # everything is checked before the run folder is created or touched
     resume = run_folder.resume_dir(args.resume) if args.resume else None
     changes = run_folder.check_resume_config(resume, cfg_dict) if resume is not None else {}
@@ -77,14 +80,21 @@ def run(args: argparse.Namespace) -> int:
     folder = run_folder.claim(out, overwrite=args.overwrite, resume=same, unique=unique)
     trainer.out_dir = out_dir = folder.path
     folder.write_config(cfg_dict)
+    trainer.out_uri = out_uri   # metrics and snapshots copied there as written
+    if getattr(args, "resume_uri", None):
+        trainer.resume = args.resume_uri   # Ray workers on any node read it from there
+    publish(out_uri, folder.path)
     what = f"{cfg.trainer.epochs} epochs"
     if resume is not None:
         what += f", resumed from {resume}" + (
             " with " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
             if changes else "")
-    print(f"run folder: {out_dir}  (model {cfg.model.target}, strategy {cfg.strategy.name}, "
+    print(f"run folder: {display(out_uri) if out_uri else out_dir}  "
+          f"(model {cfg.model.target}, strategy {cfg.strategy.name}, "
           f"{what})", flush=True)
     t0 = time.perf_counter()
+    metrics_at = (f"{display(out_uri)}/metrics.parquet" if out_uri
+                  else Path(out_dir) / "metrics.parquet")
     try:
         row = dispatch.fit(trainer, args) if dispatch is not None else trainer.fit()
     except BaseException:
@@ -98,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
         what = {"acc": "accuracy"}.get(main, main)
         head = f"final test {what} {shown} " if main else "final "
         print(f"{head}(test loss {row.get('test_loss', float('nan')):.4f}) after epoch "
-              f"{row['epoch'] + 1}, {dt:.1f} s; metrics: {Path(out_dir) / 'metrics.parquet'}",
+              f"{row['epoch'] + 1}, {dt:.1f} s; metrics: {metrics_at}",
               flush=True)
     return 0
