@@ -124,7 +124,8 @@ def grad_cosine(H: int, cut: float, x, y):
         m, loss_fn = build("st-exact", H, cut)
         m.sparse_backward = c
         loss_fn(x, y).backward()
-        grads.append({n: p.grad.reshape(-1) for n, p in m.named_parameters()})
+        # float64: at width the norms of these gradients can overflow float32
+        grads.append({n: p.grad.reshape(-1).double() for n, p in m.named_parameters()})
     a, b = torch.cat(list(grads[0].values())), torch.cat(list(grads[1].values()))
     cos = float(F.cosine_similarity(a, b, dim=0))
     key = "layers.0.w_rec"
