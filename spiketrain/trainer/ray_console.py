@@ -24,7 +24,10 @@ from collections import OrderedDict
 RANK_LINE = re.compile(r"^\[rank \d+\] ")
 #: controller/cleaner notices that say nothing a user can act on
 NOISE = ("Failed to send resource request", "Failed to query Ray Train Controller actor state",
-         "has constructor arguments in the object store and max_restarts > 0")
+         "has constructor arguments in the object store and max_restarts > 0",
+         # the cleaner's monitor thread dies when it cannot find the State API (no dashboard,
+         # or several Rays on one machine); the run goes on
+         "Exception in thread PlacementGroupCleanerMonitor")
 NOISY_ACTORS = ("TrainController", "PlacementGroupCleaner")
 _TRACE = re.compile(r"^(\s|Traceback |\^|[\w.]+(Error|Exception|Exit)\b)")
 

@@ -225,6 +225,8 @@ class _EngineOptimizer:
         if state.get("state") is None:
             warnings.warn("DeepSpeed snapshot from a ZeRO-partitioned run: optimizer state "
                           "restarts (weights, epoch, RNG and data position are restored)")
+            if base is not opt and hasattr(opt, "refresh_fp32_params"):
+                opt.refresh_fp32_params()  # ZeRO's fp32 partitions from the restored weights
             return
         base.load_state_dict(state["state"])
         if base is not opt and hasattr(opt, "refresh_fp32_params"):

@@ -27,6 +27,10 @@ def test_duplicates_dropped_ranks_unprefixed_noise_out(capsys):
     f({**ctrl, "lines": ["Failed to send resource request for train-1. If this only ...",
                          "Traceback (most recent call last):", '  File "x.py", line 1',
                          "ray.exceptions.GetTimeoutError: Get timed out"]})
+    f({**ctrl, "pid": 8, "actor_name": "PlacementGroupCleaner",
+       "lines": ["Exception in thread PlacementGroupCleanerMonitor:",
+                 "Traceback (most recent call last):", "    self.run()",
+                 "ConnectionError: Found multiple active Ray instances"]})
     f({**ctrl, "lines": ["Worker group failed: restarting from the last snapshot (1/2)"]})
     out = capsys.readouterr().out.splitlines()
     assert out == [line, "[rank 0] epoch 2/3  train loss 0.9"]
