@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -140,3 +141,28 @@ def build_dataclass(cls: type, raw: Any, prefix: str):
 
 def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
+
+
+def budget_mapping(raw: Any) -> dict:
+    """``strategy.budget``: a mapping tier -> size, checked here (one line per mistake)."""
+    from ..hardware.tiers import TIER_NAMES
+    from ..hardware.units import parse_size
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"strategy.budget must be a mapping of tier to size, got {raw!r}; write "
+                          f"e.g. --set strategy.budget={{device: 1GiB}} (tiers: "
+                          f"{', '.join(TIER_NAMES)})")
+    for tier, size in raw.items():
+        if tier not in TIER_NAMES:
+            raise ConfigError(f"strategy.budget: unknown tier {tier!r}{suggest(str(tier), TIER_NAMES)}"
+                              f" (tiers: {', '.join(TIER_NAMES)})")
+        try:
+            n = parse_size(size)
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+            raise ConfigError(f"strategy.budget.{tier}: {one_line(e)}; write a size such as "
+                              f"2GiB or a number of bytes") from None
+        if not (isinstance(n, (int, float)) and math.isfinite(n) and n >= 0):
+            raise ConfigError(f"strategy.budget.{tier} must be a size >= 0, got {size!r}")
+    return dict(raw)

@@ -27,8 +27,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from .checks import (ConfigError, build_dataclass, check_type, hints as _hints,
-                     one_line as _one_line, suggest)
+from .checks import (ConfigError, budget_mapping as _budget, build_dataclass, check_type,
+                     hints as _hints, one_line as _one_line, suggest)
 
 
 ENGINES = ["torch", "deepspeed"]
@@ -251,31 +251,6 @@ def _strategy_spec(raw: Any) -> StrategySpec:
         raise ConfigError(f"strategy.{getattr(cls, 'name', target)}: {_one_line(e)}") from None
     return StrategySpec(name=instance.name if cls_path else name, options=options, cls=cls_path,
                         instance=instance)
-
-
-def _budget(raw: Any) -> dict:
-    """``strategy.budget``: a mapping tier -> size, checked here (one line per mistake)."""
-    from ..hardware.tiers import TIER_NAMES
-    from ..hardware.units import parse_size
-
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"strategy.budget must be a mapping of tier to size, got {raw!r}; write "
-                          f"e.g. --set strategy.budget={{device: 1GiB}} (tiers: "
-                          f"{', '.join(TIER_NAMES)})")
-    for tier, size in raw.items():
-        if tier not in TIER_NAMES:
-            raise ConfigError(f"strategy.budget: unknown tier {tier!r}{suggest(str(tier), TIER_NAMES)}"
-                              f" (tiers: {', '.join(TIER_NAMES)})")
-        try:
-            n = parse_size(size)
-        except (ValueError, TypeError, AttributeError, OverflowError) as e:
-            raise ConfigError(f"strategy.budget.{tier}: {_one_line(e)}; write a size such as "
-                              f"2GiB or a number of bytes") from None
-        if not (isinstance(n, (int, float)) and math.isfinite(n) and n >= 0):
-            raise ConfigError(f"strategy.budget.{tier} must be a size >= 0, got {size!r}")
-    return dict(raw)
 
 
 def _task_spec(raw: Any, data) -> TaskSpec:
