@@ -86,47 +86,9 @@ def _series(rows, x: str, group_keys: list[str], y: str):
 
 
 def plot_sweep(run_dir: str | Path, x: str = "data.T") -> list[Path]:
-    """(Re)draw ``memory_vs_T.png`` and ``time_vs_T.png`` next to the table: one line per
-    combination of the other grid keys (e.g. per strategy), log-log axes."""
-    import matplotlib
+    """(Re)draw ``memory_vs_T.png`` and ``time_vs_T.png`` next to the table, in human units
+    (KiB/MiB/GiB, ms per step), one colour per strategy and one line style per tier
+    (:mod:`.sweep_plots`)."""
+    from .sweep_plots import plot_sweep as _plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    rows = read_table(run_dir)
-    cols = list(rows[0]) if rows else []
-    grid_cols = cols[:cols.index("status")] if "status" in cols else []  # grid keys come first
-    group_keys = [k for k in grid_cols if k != x]
-    label = lambda key: ", ".join(f"{k}={v}" for k, v in zip(group_keys, key)) or "all"  # noqa
-    tiers = sorted({k[len("peak_bytes_"):] for r in rows for k in r if k.startswith("peak_bytes_")})
-    out = []
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, tier in enumerate(tiers):
-        for j, (key, pts) in enumerate(_series(rows, x, group_keys, f"peak_bytes_{tier}").items()):
-            ax.plot(*zip(*pts), TIER_STYLE.get(tier, "-."), marker="o", color=f"C{j % 10}",
-                    label=f"{label(key)} [{tier}]")
-    _finish(ax, x, "peak bytes (per tier)", "memory vs sequence length")
-    out.append(run_dir / PLOTS[0])
-    fig.savefig(out[-1], dpi=100)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for j, (key, pts) in enumerate(_series(rows, x, group_keys, "sec_per_step").items()):
-        ax.plot(*zip(*pts), "-", marker="o", color=f"C{j % 10}", label=label(key))
-    _finish(ax, x, "seconds per training step", "time vs sequence length")
-    out.append(run_dir / PLOTS[1])
-    fig.savefig(out[-1], dpi=100)
-    plt.close(fig)
-    return out
-
-
-def _finish(ax, x, ylabel, title):
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(x)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    ax.figure.tight_layout()
+    return _plot(run_dir, x)
