@@ -168,6 +168,8 @@ def _model_spec(raw: Any, data) -> ModelSpec:
         raise ConfigError(f"model must be a name or a mapping, got {raw!r}; write e.g. "
                           f"'model: {{name: rsnn, hidden: 256}}'")
     raw = dict(raw)
+    if "nir" in raw:   # model: {nir: graph.nir, ...}: a model built from a NIR graph
+        raw = {"name": "nir", "path": raw.pop("nir"), **raw}
     name, cls_path = raw.pop("name", None), raw.pop("class", None)
     if name is not None and cls_path is not None:
         raise ConfigError("model: give either model.name or model.class, not both")

@@ -26,9 +26,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..config import read_yaml
     from ..sweep import load_sweep, run_sweep
     from ..sweep_report import PLOTS, format_table
 
+    raw = read_yaml(args.sweep)
+    if isinstance(raw, dict) and "train_dt" in raw:   # a time-resolution sweep (dt_sweep.yaml)
+        from ..dt_heatmap import main as dt_main
+        return int(dt_main([str(args.sweep)]) or 0)
     spec = load_sweep(args.sweep, args.overrides)
     if args.out:
         spec.out = Path(args.out)
