@@ -303,6 +303,9 @@ class Trainer:
         self.last_result = res          # sums of this rank's shard (metrics merged over ranks)
         self._sync_weights()
         row = {"epoch": self.epoch, "global_step": self.global_step, **res.as_row("train")}
+        approx = getattr(unwrap(self.model), "sparse_backward", None)
+        if approx is not None:   # an approximate backward is recorded with the run's metrics
+            row["sparse_backward"] = float(approx)
         row.update(self.test_row(tag))
         row.update(epoch_seconds=time.perf_counter() - t0, lr=self.optimizer.param_groups[0]["lr"],
                    strategy=self.strategy_name)
