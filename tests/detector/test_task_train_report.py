@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("spiketrain.models.detector")
 import spiketrain.models.detector  # noqa: E402,F401  (registers hybrid_detector)
 from spiketrain.launch.build import build_trainer  # noqa: E402
 from spiketrain.launch.config import validate  # noqa: E402
@@ -38,6 +37,9 @@ def test_train_then_draw_boxes(tmp_path):
     for k in ("train_map", "train_map50", "test_map", "test_map50"):
         assert k in row and (np.isnan(row[k]) or 0.0 <= row[k] <= 1.0)
     assert np.isfinite(row["train_loss"])
+    from spiketrain.launch.cli import main as cli_main
+    assert cli_main(["report", str(tmp_path / "run"), "--plots", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "boxes.png").stat().st_size > 0   # report draws the boxes too
     png = draw_detections(tmp_path / "run", out_png=tmp_path / "boxes.png", n=3, conf=0.0)
     import matplotlib.image as mpimg
     img = mpimg.imread(png)

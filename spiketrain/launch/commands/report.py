@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if all(is_training_run(d) for d in args.run_dir):
         text, paths = report_runs(args.run_dir, plots=args.plots, draw=not args.no_plots)
         print(text)
+        if not args.no_plots:
+            paths = list(paths) + _detection_pictures(args.run_dir, args.plots)
         for p in paths:
             print(f"plot: {p}")
         return 0
@@ -43,3 +45,29 @@ def run(args: argparse.Namespace) -> int:
         for p in plot_sweep(args.run_dir, x=args.x):
             print(f"plot: {p}")
     return 0
+
+
+def _detection_pictures(run_dirs, plots) -> list:
+    """Predicted and ground-truth boxes over event frames of the test set, for each local
+    detection run (``boxes.png`` next to its curves)."""
+    from pathlib import Path
+
+    import yaml
+
+    out = []
+    for d in run_dirs:
+        cfg = Path(d) / "config.yaml"
+        if "://" in str(d) or not cfg.is_file():
+            continue
+        raw = yaml.safe_load(cfg.read_text()) or {}
+        task = raw.get("task")
+        task = task.get("name") if isinstance(task, dict) else task
+        kind = (raw.get("data") or {}).get("kind")
+        if task != "detection" and kind not in ("events", "gen1"):
+            continue
+        from ..report_boxes import draw_detections
+        where = Path(plots) if plots else Path(d)
+        where.mkdir(parents=True, exist_ok=True)
+        name = "boxes.png" if len(run_dirs) == 1 else f"boxes-{Path(d).name}.png"
+        out.append(draw_detections(d, out_png=where / name))
+    return out
