@@ -1,5 +1,12 @@
 """``engine: deepspeed`` (CPU, gloo, no Ray) trains the gaincell language model config:
-same per-epoch losses and perplexities as the plain optimizer path."""
+same per-epoch losses and perplexities as the plain optimizer path.
+
+Runs in a fresh interpreter: DeepSpeed keeps process-wide communication state that a
+destroyed process group would leave stale for later DeepSpeed tests in the same process."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("deepspeed")
@@ -16,15 +23,17 @@ trainer: {{epochs: 2, batch_size: 8, optimizer: sgd, lr: 0.05, progress: false, 
 """
 
 
-@pytest.fixture(scope="module")
-def process_group():
-    import torch.distributed as dist
-    yield
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def test_deepspeed_trains_the_gaincell_lm_config(tmp_path):
+    here = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path.insert(0, {str(here)!r}); "
+            f"import test_lm_task_deepspeed as m; from pathlib import Path; "
+            f"m._run(Path({str(tmp_path)!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=280)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
 
 
-def test_deepspeed_trains_the_gaincell_lm_config(tmp_path, process_group):
+def _run(tmp_path):
     from spiketrain.launch import ray_dispatch  # noqa: F401  (registers the deepspeed: section)
     from spiketrain.launch.build import build_trainer
     from spiketrain.launch.config import load_config

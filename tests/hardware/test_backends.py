@@ -67,13 +67,16 @@ def test_cpu_tiers_and_stats(tmp_path):
     tiers = b.tiers(budget={"device": "1MiB"}, scratch=str(tmp_path))
     assert tiers.device.capacity == 1024**2
     assert tiers.host.capacity == caps["host"]
-    before = b.memory_stats()
-    b.reset_peak()
-    x = torch.ones(64 * 1024 * 1024 // 4)  # touch 64 MiB
-    x += 1
-    after = b.memory_stats()
-    assert after["peak"] - before["allocated"] >= 48 * 1024**2  # the 64 MiB just touched
     tiers.close()
+    # the peak of a fresh process (this one's heap may reuse freed pages and hide growth)
+    code = ("import torch; from spiketrain.hardware.backends import CPUBackend; b = CPUBackend(); "
+            "before = b.memory_stats(); b.reset_peak(); x = torch.ones(64 * 1024 * 1024 // 4); "
+            "x += 1; after = b.memory_stats(); print(after['peak'] - before['allocated'])")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()[-1]
+    assert int(out) >= 48 * 1024**2  # the 64 MiB just touched
 
 
 def test_profiles_published_and_measured():
