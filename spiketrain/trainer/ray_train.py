@@ -150,12 +150,19 @@ def fit_ray(make_job: Callable, workers: int = 2, *, run_dir: str | os.PathLike 
             raise RayLaunchError(f"--workers {workers} with GPUs needs {workers} GPUs, the "
                                  f"cluster has {resources.get('GPU', 0):g}; use fewer workers "
                                  f"or set use_gpu false")
+        storage = {"storage_path": str(run_dir)}
+        if remote:
+            # resolved here, where the endpoint settings (environment, URI options) are: the
+            # filesystem object travels to Ray Train's controller and workers with them
+            import pyarrow.fs as pafs
+            fs, path = pafs.FileSystem.from_uri(str(run_dir))
+            storage = {"storage_path": path, "storage_filesystem": fs}
         trainer = TorchTrainer(
             _worker_loop, train_loop_config=cfg,
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker}),
             run_config=RunConfig(
-                name=name, storage_path=str(run_dir),
+                name=name, **storage,
                 failure_config=FailureConfig(max_failures=max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=keep_snapshots),
                 # Ray Train's own INFO lines (resources, process group, one "checkpoint

@@ -114,6 +114,7 @@ def test_more_workers_than_cpus_is_one_line_error(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
     n = (os.cpu_count() or 1) + 1
-    assert main(["train", str(cfg), "--workers", str(n), "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", str(cfg), "--workers", str(n), "--out", str(tmp_path / "run"),
+                 "--set", f"trainer.batch_size={4 * n}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --workers {n} needs {n} CPUs") and "\n" not in err
