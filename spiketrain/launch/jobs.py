@@ -81,8 +81,14 @@ def submit(cfg_dict: dict, address: str | None = None, train_args: list[str] | N
                                 runtime_env=runtime_env,
                                 submission_id=submission_id)
         except RuntimeError as e:
-            if "No available agent" not in str(e) or time.monotonic() > deadline:
+            if "No available agent" not in str(e):
                 raise
+            if time.monotonic() > deadline:
+                raise RayLaunchError(
+                    f"the Ray head at {jobs_address(address)} answers but its job agent did not "
+                    f"come up in time (Ray: no available agent); check the head with `ray "
+                    f"status` and its dashboard_agent log, or retry (SPIKETRAIN_SUBMIT_WAIT_S "
+                    f"sets the wait)") from None
             time.sleep(2.0)
 
 

