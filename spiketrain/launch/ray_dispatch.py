@@ -58,6 +58,9 @@ def check(trainer, args: argparse.Namespace) -> None:
         import ray
         if not ray.is_initialized():
             check_workers(workers)      # an embedded local Ray has this machine's CPUs
+    if use_ray and not address:   # an embedded local Ray has this machine's cores only
+        from ..trainer.ray_session import check_workers
+        check_workers(workers, 1.0)
     if use_ray and trainer.batch_size % workers:
         raise ConfigError(f"trainer.batch_size {trainer.batch_size} is not divisible by {workers} "
                           f"workers; pick a multiple of the worker count")
