@@ -80,7 +80,11 @@ def test_run_on_s3_resume_report_evaluate(cfg, bucket, tmp_path, capsys):
 
 
 def test_ray_train_checkpoints_on_s3(cfg, bucket, capsys):
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
+    # Ray's processes read the S3 endpoint and credentials from the environment they were
+    # started with: a Ray session started earlier in this process (other tests) lacks them
+    if ray.is_initialized():
+        ray.shutdown()
     uri = f"s3://{bucket}/runs/ray2"
     assert main(["train", str(cfg), "--out", uri, "--workers", "2",
                  "--set", "trainer.epochs=2"]) == 0
