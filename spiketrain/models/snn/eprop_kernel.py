@@ -2,7 +2,7 @@
 
 e-prop's compiled path (:class:`spiketrain.strategies.eprop.layers.CompiledLayer`) holds the
 chunk buffers and calls :meth:`LIFEPropKernel.chunk`, which runs the layer's update over a
-chunk (:func:`.lif_numba.lif_chunk`, the ops of :func:`.neurons.lif_membrane`) and writes the
+chunk (:func:`.eprop_lif_numba.lif_chunk`, the ops of :func:`.neurons.lif_membrane`) and writes the
 reduced per-neuron Jacobians ``A [K, R, R, B, H]``, ``c [K, R, B, H]`` of the trace
 ``(e_v[, e_a], ebar)`` (``R = 2`` LIF, ``3`` ALIF; the spike's trace is eliminated). All
 tensors are CPU float32/float64; state ``[B, H]`` is updated in place.
@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .lif_numba import SURROGATES, lif_chunk
+from .eprop_lif_numba import lif_chunk
+from .lif_numba import SURROGATES
 from .neurons import LIFSpec
 from .surrogates import SURROGATE_GRADS
 
