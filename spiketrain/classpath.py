@@ -42,3 +42,13 @@ def import_class(path: str, base: type, kind: str) -> type:
         raise ValueError(f"{path!r} is a {what}, not a {kind} (a subclass of "
                          f"{base.__module__}.{base.__qualname__}); refusing to call it")
     return obj
+
+
+def split_spec(spec: dict, kind: str) -> tuple[str, dict]:
+    """``{name|class: X, **options}`` -> ``(X, options)``; refuses a mapping with neither."""
+    spec = dict(spec)
+    key = spec.pop("class", None) or spec.pop("name", None)
+    if key is None:
+        raise ValueError(f"a {kind} mapping needs 'name' or 'class' "
+                         f"(e.g. {{class: mypkg.module:My{kind.capitalize()}}})")
+    return key, spec

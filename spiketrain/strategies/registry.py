@@ -54,10 +54,8 @@ def get(name: Any, **options: Any) -> Strategy:
             raise ValueError("options cannot be given together with a Strategy instance")
         return name
     if isinstance(name, dict):
-        spec = dict(name)
-        key = spec.pop("class", None) or spec.pop("name", None)
-        if key is None:
-            raise ValueError("a strategy mapping needs 'name' or 'class'")
+        from ..classpath import split_spec
+        key, spec = split_spec(name, "strategy")
         return get(key, **spec, **options)
     if not isinstance(name, str):
         raise TypeError(f"strategy must be a name, a class path or a Strategy instance, got "

@@ -52,10 +52,8 @@ def get_task(spec: Any = "classification", **options: Any) -> Task:
             raise ValueError("options cannot be given together with a Task instance")
         return spec
     if isinstance(spec, dict):
-        spec = dict(spec)
-        key = spec.pop("class", None) or spec.pop("name", None)
-        if key is None:
-            raise ValueError("a task mapping needs 'name' or 'class' (e.g. {class: mypkg.tasks:MyTask})")
+        from ...classpath import split_spec
+        key, spec = split_spec(spec, "task")
         return get_task(key, **spec, **options)
     if not isinstance(spec, str):
         raise TypeError(f"task must be a name, a class path, a mapping or a Task, got "
