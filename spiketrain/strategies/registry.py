@@ -1,6 +1,6 @@
 """Strategy registry: ``get("checkpoint", segment=100)``, a class path, a spec or an instance.
 
-A strategy spec is resolved once (:func:`resolve_spec`: name or ``"pkg.mod:Class"``, options,
+A strategy spec is resolved once (:func:`get`: name or ``"pkg.mod:Class"``, options,
 validation by constructing it) and the resulting instance is what reaches ``unroll``.
 """
 from __future__ import annotations
@@ -63,5 +63,3 @@ def get(name: Any, **options: Any) -> Strategy:
     cls = resolve(name)
     return cls(**options)
 
-
-resolve_spec = get
