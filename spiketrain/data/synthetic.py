@@ -9,6 +9,13 @@ jitter, a channel shift of the bands, a gain) and laid over background Poisson n
 one shared pool of ``n_bands`` bands, so classes can share the same bands and differ only in
 their order: the task then needs temporal integration, not only spike counts.
 
+Opt-in (``intervals=``, off by default): classes that differ only in a time interval in
+seconds. Each sample is ``n_events`` brief volleys on one band drawn per sample (so channels
+carry no class), spaced by its class's interval, at a random onset; spike counts do not
+depend on the class. A network must measure real time, so one that keeps its per-step decays
+at another step (sees every interval scaled) misreads the class: the task separates
+time-resolution mappings (:mod:`spiketrain.models.resolution`).
+
 Files are written exactly like the published SHD files (``spikes/times`` ragged float
 seconds, ``spikes/units`` ragged uint16, ``labels`` uint8, plus ``extra/keys`` and
 ``extra/speaker``), so the SHD reader is what reads them.
@@ -129,10 +136,65 @@ def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_
     return t.astype(np.float32), u.astype(np.uint16)
 
 
+def generate_interval_sample(rng: np.random.Generator, label: int, intervals, n_in: int,
+                             duration: float, resolution: float | None = 0.001,
+                             noise_rate: float = 1.5, signal_rate: float = 100.0,
+                             event_width: float = 0.003, jitter: float = 0.002,
+                             n_events: int = 3, band_width: int = 20, n_bands: int = 6):
+    """One sample of the interval task (``intervals[label]`` seconds between volleys):
+    ``(times float32 [n] seconds sorted, units uint16 [n])`` as :func:`generate_sample`.
+
+    ``n_events`` volleys (Gaussian time profile of std ``event_width``, peak ``signal_rate``
+    Hz per channel, gain in [0.7, 1.3]) on one of ``n_bands`` bands of ``band_width``
+    channels, chosen per sample; volley ``k`` at ``t0 + k * interval`` plus ``jitter`` (std,
+    s) each; ``t0`` uniform such that every volley of the longest interval fits."""
+    intervals = np.asarray(intervals, dtype=np.float64)
+    span = (n_events - 1) * float(intervals.max())
+    margin = 3 * event_width
+    if span + 2 * margin >= duration:
+        raise ValueError(f"intervals up to {intervals.max():g} s x {n_events - 1} do not fit "
+                         f"in samples of {duration:g} s")
+    ts, us = [], []
+    n_noise = rng.poisson(noise_rate * duration * n_in)
+    ts.append(rng.uniform(0.0, duration, n_noise))
+    us.append(rng.integers(0, n_in, n_noise))
+    half = band_width / 2
+    centre = np.linspace(half, n_in - half, max(1, n_bands))[rng.integers(0, max(1, n_bands))]
+    ch = np.arange(max(0, int(np.ceil(centre - half))), min(n_in, int(np.floor(centre + half)) + 1))
+    profile = np.exp(-0.5 * ((ch - centre) / (band_width / 3)) ** 2)
+    area = event_width * np.sqrt(2 * np.pi)
+    t0 = rng.uniform(margin, duration - margin - span)
+    gain = rng.uniform(0.7, 1.3)
+    for k in range(n_events):
+        tk = t0 + k * intervals[label] + rng.normal(0.0, jitter)
+        units = np.repeat(ch, rng.poisson(gain * signal_rate * area * profile))
+        ts.append(rng.normal(tk, event_width, units.size))
+        us.append(units)
+    return _on_grid(np.concatenate(ts), np.concatenate(us), duration, n_in, resolution)
+
+
+def _on_grid(t, u, duration, n_in, resolution):
+    """Spikes in ``[0, duration)``, on the grid ``k * resolution`` with one spike per unit and
+    grid point (``resolution`` None: sorted, off grid)."""
+    keep = (t >= 0) & (t < duration)
+    t, u = t[keep], u[keep]
+    if resolution:
+        n_grid = int(np.ceil(duration / resolution))
+        k = np.minimum(np.floor(t / resolution).astype(np.int64), n_grid - 1)
+        key = unique_keys(k * n_in + u, n_grid * n_in)   # one spike per (grid point, unit)
+        k, u = key // n_in, key % n_in
+        t = k * resolution
+    else:
+        order = np.argsort(t, kind="stable")
+        t, u = t[order], u[order]
+    return t.astype(np.float32), u.astype(np.uint16)
+
+
 def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes: int = 20,
                        n_in: int = 700, duration_s: float = 1.0, seed: int = 0,
                        class_seed: int | None = None, n_events: int = 3, n_bands: int = 0,
-                       band_width: int = 40, n_formants: int = 1, **sample_kw) -> str:
+                       band_width: int = 40, n_formants: int = 1, intervals=None,
+                       **sample_kw) -> str:
     """Write ``n_samples`` synthetic samples to ``path`` in the SHD HDF5 layout.
 
     ``class_seed`` (default ``seed``) fixes the class structure, ``seed`` the samples: train
@@ -140,21 +202,38 @@ def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes
     (``i % n_classes``, shuffled). ``sample_kw`` goes to :func:`generate_sample`
     (resolution, noise_rate, signal_rate, event_width, jitter, channel_jitter).
     Written to a temporary file and renamed, so readers never see a partial file.
+
+    ``intervals`` (opt-in; one interval in seconds per class): the interval task of
+    :func:`generate_interval_sample` instead (``n_events`` volleys, ``n_bands`` bands, band
+    width ``band_width`` scaled to ``n_in`` / 700; ``sample_kw``: resolution, noise_rate,
+    signal_rate, event_width, jitter).
     """
     import h5py
 
     if n_samples <= 0 or n_classes < 2 or n_in <= 0 or duration_s <= 0:
         raise ValueError("need n_samples > 0, n_classes >= 2, n_in > 0, duration_s > 0")
     band_width = max(2, min(int(round(band_width * n_in / 700)), n_in))
-    pat = class_patterns(n_classes, n_in, duration_s, n_events, band_width, n_bands,
-                         seed if class_seed is None else class_seed, n_formants)
+    if intervals is not None:
+        intervals = [float(v) for v in intervals]
+        if len(intervals) != n_classes or min(intervals) <= 0:
+            raise ValueError(f"intervals: one positive interval (s) per class, got "
+                             f"{len(intervals)} for {n_classes} classes")
+        pat = None
+    else:
+        pat = class_patterns(n_classes, n_in, duration_s, n_events, band_width, n_bands,
+                             seed if class_seed is None else class_seed, n_formants)
     rng = np.random.default_rng([seed, 0xDA7A])
     labels = rng.permutation(np.arange(n_samples) % n_classes).astype(np.uint8 if n_classes <= 256
                                                                       else np.int64)
     times = np.empty(n_samples, dtype=object)
     units = np.empty(n_samples, dtype=object)
     for i, y in enumerate(labels):
-        times[i], units[i] = generate_sample(rng, int(y), pat, n_in, duration_s, **sample_kw)
+        if intervals is not None:
+            times[i], units[i] = generate_interval_sample(
+                rng, int(y), intervals, n_in, duration_s, n_events=n_events,
+                band_width=band_width, n_bands=max(1, n_bands), **sample_kw)
+        else:
+            times[i], units[i] = generate_sample(rng, int(y), pat, n_in, duration_s, **sample_kw)
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -176,7 +255,8 @@ def make_synthetic_shd(path: str | os.PathLike, n_samples: int = 1024, n_classes
                 name="spiketrain.synthetic", version=FORMAT_VERSION, n_samples=n_samples,
                 n_classes=n_classes, n_in=n_in, duration_s=duration_s, seed=seed,
                 class_seed=class_seed, n_events=n_events, n_bands=n_bands, band_width=band_width,
-                n_formants=n_formants, **sample_kw))
+                n_formants=n_formants, **({"intervals": intervals} if intervals else {}),
+                **sample_kw))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

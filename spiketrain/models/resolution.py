@@ -1,34 +1,52 @@
 """Zero-shot temporal-resolution adaptation: run a network trained at step ``dt_S`` at step
 ``dt_T`` without training (Karilanova, Fabre, Neftci, Özçelikkale, "Zero-Shot Temporal
-Resolution Domain Adaptation for Spiking Neural Networks", arXiv 2411.04760).
+Resolution Domain Adaptation for Spiking Neural Networks", arXiv 2411.04760, Neural Networks).
 
 Each neuron's sub-threshold part is a discretised linear state-space model
-``x[k+1] = A x[k] + B u[k]``; the input ``u[k]`` is a spike count per step (binned spikes,
-recurrent spikes), so it scales with the step: ``u_T ~ (dt_T / dt_S) u_S``. With
-``r = dt_T / dt_S`` the methods (:data:`METHODS`) are:
+``x[k+1] = A x[k] + B u[k]`` (the paper's view: SNN neuron <-> SSM). The input ``u[k]`` is a
+spike count per step (binned spikes, recurrent spikes), so it scales with the step:
+``u_T ~ r u_S`` with ``r = dt_T / dt_S``. The methods (:data:`METHODS`):
 
 ``none``
-    keep every discrete parameter (the network simply runs faster or slower in time).
+    keep every discrete parameter (the network simply runs faster or slower in real time).
 ``baseline``
-    recompute the decays from the time constants, ``A_T = exp(-dt_T / tau)``, input
-    weights unchanged (the reference method of the paper: scaling the time constant only).
-``integral``
+    the paper's reference method, scaling the time constant only: the decays recomputed from
+    ``tau`` at the new step, ``A_T = exp(-dt_T / tau) = A_S ** r``, the neuron's own input
+    formula unchanged (adLIF's input passes ``1 - alpha``, so its input gain changes with it).
+``integral``  (paper: integral approximation; state term ``H_v,T = H_v,S ** rho``)
     ``A_T = A_S ** r`` (the exact re-discretisation of the same continuous system) and
-    ``B_T = (A_T - I)(A_S - I)^-1 B_S / r``: the input matched by the integral of the state
-    response over a step, for a spike rate held over the coarser step. Exact for the linear
-    part at the common times (see the tests), the identity at ``r = 1``, and it composes:
-    ``S -> T -> S`` returns the original parameters.
-``euler``
-    first-order (forward Euler) re-discretisation, ``A_T = I + r (A_S - I)``,
-    ``B_T = B_S``: the same steady state for a constant spike rate, first-order transients.
+    ``B_T = (A_T - I)(A_S - I)^-1 B_S / r``: the input term is the integral of the state
+    response over a step for a spike count spread uniformly over the coarser step. Exact
+    for the linear part at the common times for a constant rate, the identity at ``r = 1``,
+    composes (``S -> T -> S`` returns the parameters).
+``expectation``  (named for the paper's second proposed method; definition derived here)
+    ``A_T = A_S ** r``, ``B_T = B_S``: each spike keeps its charge, so the expected drive per
+    unit of real time is kept to first order in ``dt / tau`` (the count per step scales with
+    ``r`` as the leak per step ``1 - a ** r ~ r (1 - a)`` does). The first-order limit of
+    the integral method's input term; composes.
+``euler``  (named for the paper's third proposed method; definition derived here)
+    first-order (forward Euler) re-discretisation of both terms: ``A_T = I + r (A_S - I)``,
+    ``B_T = B_S``; keeps the steady state for a constant rate exactly, first-order
+    transients; composes (linear in ``r``); refused when a decay would turn <= 0.
 
-A bias (a value held every step, not a count) maps with ``(1 - a_T) / (1 - a_S)``
-(integral) or ``r`` (euler). Thresholds and the reset are instantaneous and stay.
+Provenance: the text of the paper available when this was written gave its abstract (three
+proposed methods from the SNN <-> SSM mapping, and the reference method of scaling the time
+constant only) and the integral method's state term ``H_v,T = H_v,S ** rho``; the input
+terms of all three, the definitions of ``expectation`` and ``euler`` and their names beyond
+"integral approximation" are reconstructed from the state-space view and were not checked
+against the paper's equations (no equation numbers are cited for that reason).
+
+A bias (a value held every step, not a count) maps with ``r`` times the count gain:
+``(1 - a_T) / (1 - a_S)`` (integral), ``r`` (expectation, euler), 1 (baseline, none).
+Thresholds, the reset (``v -= theta`` on a spike) and ALIF's per-spike threshold jump are
+instantaneous events and stay; ALIF's adaptation variable is one more first-order system
+driven by spike counts (its strength ``adapt`` takes the count gain).
 
 :func:`adapt` maps a whole RSNN (any layer with a fixed LIF/ALIF ``kernel_spec()``, or a
 ``map_resolution(dt_target, method)`` method such as ``adlif``, ``lif_learn``,
-``alif_learn``) and its leaky readout, and returns the model keyword arguments that rebuild
-it at the new step (what ``spiketrain adapt`` writes into the new run's config).
+``alif_learn``, learned time constants included) and its leaky readout, and returns the
+model keyword arguments that rebuild it at the new step (what ``spiketrain adapt`` writes
+into the new run's config).
 """
 from __future__ import annotations
 
@@ -38,7 +56,9 @@ import math
 import torch
 from torch import Tensor
 
-METHODS = ("none", "baseline", "integral", "euler")
+METHODS = ("none", "baseline", "integral", "expectation", "euler")
+#: the paper's proposed methods (``baseline`` is its reference method)
+PROPOSED = ("integral", "expectation", "euler")
 
 
 def _check(method: str, dt_source: float, dt_target: float) -> float:
@@ -68,7 +88,7 @@ def map_scalar(a: Tensor, dt_source: float, dt_target: float, method: str):
     if bool((a <= 0).any()):
         raise ValueError("a decay <= 0 has no continuous-time equivalent; cannot map it")
     a_t = a ** r
-    if method == "baseline":
+    if method in ("baseline", "expectation"):
         return a_t, one
     leak = (1 - a).abs() > 1e-12
     g = torch.where(leak, (1 - a_t) / torch.where(leak, 1 - a, one) / r, one)
@@ -81,7 +101,7 @@ def bias_gain(a: Tensor, dt_source: float, dt_target: float, method: str) -> Ten
     a = torch.as_tensor(a, dtype=torch.float64)
     if method in ("none", "baseline"):
         return torch.ones_like(a)
-    if method == "euler":
+    if method in ("euler", "expectation"):
         return torch.full_like(a, r)
     a_t, g = map_scalar(a, dt_source, dt_target, method)
     return g * r
@@ -136,15 +156,17 @@ def _integral_input_map(A: Tensor, r: float) -> Tensor:
 
 def map_matrix(A: Tensor, Bs: list[Tensor], dt_source: float, dt_target: float, method: str):
     """Per-neuron linear system ``A [H, 2, 2]`` with count inputs ``Bs`` (each ``[H, 2]``)
-    -> ``(A_T, [B_T, ...])`` for the ``integral`` or ``euler`` mapping."""
+    -> ``(A_T, [B_T, ...])`` for the ``integral``, ``expectation`` or ``euler`` mapping."""
     r = _check(method, dt_source, dt_target)
     A = A.to(torch.float64)
     I = torch.eye(A.shape[-1], dtype=A.dtype).expand_as(A)
     if method == "euler":
         return I + r * (A - I), [B.to(torch.float64).clone() for B in Bs]
-    if method != "integral":
-        raise ValueError(f"map_matrix covers the integral and euler mappings, got {method!r}")
+    if method not in PROPOSED:
+        raise ValueError(f"map_matrix covers the mappings {', '.join(PROPOSED)}, got {method!r}")
     A_t = matrix_power(A, r)
+    if method == "expectation":
+        return A_t, [B.to(torch.float64).clone() for B in Bs]
     M = _integral_input_map(A, r)
     return A_t, [(M @ B.to(torch.float64)[..., None])[..., 0] / r for B in Bs]
 
@@ -226,4 +248,4 @@ def _same(d: dict, key: str, value: float, k: int) -> None:
     d[key] = float(value)
 
 
-__all__ = ["METHODS", "map_scalar", "bias_gain", "matrix_power", "map_matrix", "adapt"]
+__all__ = ["METHODS", "PROPOSED", "map_scalar", "bias_gain", "matrix_power", "map_matrix", "adapt"]

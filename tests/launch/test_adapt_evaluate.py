@@ -48,7 +48,7 @@ def test_evaluate_refuses_a_folder_without_a_run(tmp_path, capsys):
     assert "config.yaml" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["integral", "baseline"])
+@pytest.mark.parametrize("method", ["integral", "expectation", "euler", "baseline"])
 def test_adapt_writes_a_run_that_evaluate_and_train_accept(trained, method, capsys, tmp_path):
     run, neuron = trained
     out = tmp_path / f"fine-{method}"
@@ -56,7 +56,7 @@ def test_adapt_writes_a_run_that_evaluate_and_train_accept(trained, method, caps
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["dt"] == pytest.approx(0.005) and cfg["data"]["T"] == 40
     assert cfg["model"]["dt"] == pytest.approx(5.0)
-    if neuron == "adlif" and method == "integral":
+    if neuron == "adlif" and method != "baseline":
         assert cfg["model"]["neuron_options"]["form"] == "ssm"
     # the written weights are the mapped ones
     from spiketrain.launch.commands._trained import load_trained, run_config

@@ -23,7 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run folder of 'spiketrain train'")
     p.add_argument("--dt", required=True, help="new step: seconds (0.005) or with a unit (5ms)")
     p.add_argument("--method", default="integral", choices=METHODS,
-                   help="mapping (default integral; baseline = recompute decays from tau only)")
+                   help="mapping (default integral): the paper's proposed integral, expectation, "
+                        "euler; baseline = its reference (recompute decays from tau only); "
+                        "none = keep the discrete parameters")
     p.add_argument("--out", help="new run folder (default RUN_DIR-dt<ms>ms-<method>)")
     p.add_argument("--evaluate", action="store_true", help="also print the test metrics of "
                                                            "the adapted run")
