@@ -9,7 +9,7 @@ A dt-sweep file (``configs/dt_sweep.yaml``)::
     train_dt: [0.005, 0.01, 0.02]        # seconds; data.dt, data.T (same duration) and
                                          # model.dt (ms) follow
     deploy_dt: [0.005, 0.01, 0.02]
-    methods: [none, baseline, integral, euler]
+    methods: [none, baseline, integral, expectation, euler]
     out: runs/dt_sweep                   # dt_sweep.parquet, dt_heatmap.png, one run per train dt
 
     python -m spiketrain.launch.dt_heatmap configs/dt_sweep.yaml
