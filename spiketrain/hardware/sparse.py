@@ -233,23 +233,32 @@ def _count(x):
     return m
 
 
-@jit(parallel=True)
-def _scatter(gT, rows, cols, vals, g, has_vals, nchunk):
-    # the H columns split in nchunk ranges, one per thread; each element summed in entry order
-    H = g.shape[1]
-    width = (H + nchunk - 1) // nchunk
-    for ch in numba.prange(nchunk):
-        i0 = ch * width
-        i1 = min(H, i0 + width)
-        for q in range(rows.shape[0]):
-            r, c = rows[q], cols[q]
+@jit
+def _scatter_rows(gT, rows, cols, vals, g, has_vals, c0, c1):
+    # accumulator rows c0:c1 (input units); each element summed in entry order
+    for q in range(rows.shape[0]):
+        c = cols[q]
+        if c >= c0 and c < c1:
+            d, s = gT[c], g[rows[q]]
             if has_vals:
                 w = vals[q]
-                for i in range(i0, i1):
-                    gT[c, i] += w * g[r, i]
+                for i in range(d.shape[0]):
+                    d[i] += w * s[i]
             else:
-                for i in range(i0, i1):
-                    gT[c, i] += g[r, i]
+                for i in range(d.shape[0]):
+                    d[i] += s[i]
+
+
+@jit(parallel=True)
+def _scatter(gT, rows, cols, vals, g, has_vals, nchunk):
+    # the accumulator's rows split in nchunk ranges, one per thread
+    N = gT.shape[0]
+    width = (N + nchunk - 1) // nchunk
+    for ch in numba.prange(nchunk):
+        c0 = ch * width
+        c1 = min(N, c0 + width)
+        if c1 > c0:
+            _scatter_rows(gT, rows, cols, vals, g, has_vals, c0, c1)
 
 
 def nonzero_index(x: Tensor, binary: bool | None = None):
@@ -272,13 +281,18 @@ def nonzero_index(x: Tensor, binary: bool | None = None):
 def scatter_grad(rows: Tensor, cols: Tensor, vals: Tensor | None, g: Tensor,
                  n_in: int) -> Tensor:
     """``g^T @ x`` for a sparse ``x`` given by ``(rows, cols, vals)`` (CPU): ``g [R, H] ->
-    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator). Columns of
-    ``g`` run in parallel over ``torch.get_num_threads()`` threads, bit-identical to one."""
+    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator). Rows of the
+    accumulator (input units) run in parallel over ``torch.get_num_threads()`` threads,
+    bit-identical to one."""
     gT = torch.zeros(n_in, g.shape[1], dtype=g.dtype)
     has = vals is not None
     vn = _np(vals.to(g.dtype)) if has else np.empty(0, dtype=_np(g).dtype)
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)
-    _scatter(_np(gT), _np(rows), _np(cols), vn, _np(g.contiguous()), has, n)
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, n_in))
+    args = (_np(gT), _np(rows), _np(cols), vn, _np(g.contiguous()), has)
+    if n > 1:
+        if numba.get_num_threads() != n:
+            numba.set_num_threads(n)
+        _scatter(*args, n)
+    else:  # one thread: the serial kernel, same arithmetic
+        _scatter_rows(*args, 0, n_in)
     return gT.t()

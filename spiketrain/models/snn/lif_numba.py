@@ -35,104 +35,139 @@ SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
 
 
 if numba is not None:
-    @jit(parallel=True)
-    def _membrane(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg, sgk):
-        # batch rows are independent: one row per thread, each row's ops in the one-thread order
+    @jit
+    def _membrane_rows(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg,
+                       sgk, b0, b1):
+        # batch rows b0:b1, all steps; element-wise ops over the rows' contiguous [M] slice
+        # (one long vectorised loop), so one call over every row is the one-thread kernel
         n, B, H = cur.shape
+        M = (b1 - b0) * H
         beta, thr0, rho, adapt, one = c[0], c[1], c[2], c[3], c[4]
-        sg_s, cut = c[5], c[6]
+        sg_s, cut, hpi = c[5], c[6], c[7]  # hpi = pi * scale / 2 (atan)
         zero = one - one
         two = one + one
         keep_v = vs.shape[0] > 0
         keep_t = thrs.shape[0] > 0
         keep_s = sg.shape[0] > 0
-        hpi = c[7]  # pi * scale / 2 (atan)
-        for b in numba.prange(B):
-            vb, zb = v[b], z[b]
-            ab = a[b] if alif else vb
-            rec = np.zeros(H, dtype=cur.dtype)
-            thr = np.empty(H, dtype=cur.dtype)
-            for i in range(H):
-                thr[i] = thr0
-            for k in range(n):
-                cb = cur[k, b]
-                sb = spikes[k, b]
-                if recurrent:  # rec = sum of W_rec^T rows of the neurons that spiked
+        v1, z1 = v[b0:b1].reshape(M), z[b0:b1].reshape(M)
+        a1 = a[b0:b1].reshape(M) if alif else v1
+        rec = np.zeros((b1 - b0, H), dtype=cur.dtype)
+        rec1 = rec.reshape(M)
+        thr = np.full(M, thr0, dtype=cur.dtype)
+        for k in range(n):
+            c1 = cur[k, b0:b1].reshape(M)
+            s1 = spikes[k, b0:b1].reshape(M)
+            if recurrent:  # rec[b] = sum of W_rec^T rows of the neurons that spiked
+                for r in range(b1 - b0):
+                    zr, rr = z[b0 + r], rec[r]
                     for i in range(H):
-                        rec[i] = zero
+                        rr[i] = zero
                     for j in range(H):
-                        zj = zb[j]
+                        zj = zr[j]
                         if zj == one:
                             wj = wt[j]
                             for i in range(H):
-                                rec[i] += wj[i]
+                                rr[i] += wj[i]
                         elif zj != zero:
                             wj = wt[j]
                             for i in range(H):
-                                rec[i] += zj * wj[i]
-                if alif:
-                    for i in range(H):
-                        ab[i] = rho * ab[i] + zb[i]
-                        thr[i] = thr0 + adapt * ab[i]
-                if recurrent:
-                    if sub:
-                        for i in range(H):
-                            vb[i] = beta * vb[i] + (cb[i] + rec[i]) - thr[i] * zb[i]
-                    else:
-                        for i in range(H):
-                            vb[i] = beta * vb[i] * (one - zb[i]) + (cb[i] + rec[i])
+                                rr[i] += zj * wj[i]
+            if alif:
+                for i in range(M):
+                    a1[i] = rho * a1[i] + z1[i]
+                    thr[i] = thr0 + adapt * a1[i]
+            if recurrent:
+                if sub:
+                    for i in range(M):
+                        v1[i] = beta * v1[i] + (c1[i] + rec1[i]) - thr[i] * z1[i]
                 else:
-                    if sub:
-                        for i in range(H):
-                            vb[i] = beta * vb[i] + cb[i] - thr[i] * zb[i]
-                    else:
-                        for i in range(H):
-                            vb[i] = beta * vb[i] * (one - zb[i]) + cb[i]
-                if keep_v:
-                    vs[k, b, :] = vb
-                if keep_t:
-                    thrs[k, b, :] = thr
-                if keep_s:  # surrogate derivative d z / d v, zeroed beyond |x| > cut
-                    gk = sg[k, b]
-                    for i in range(H):
-                        x = (vb[i] - thr[i]) / thr0
+                    for i in range(M):
+                        v1[i] = beta * v1[i] * (one - z1[i]) + (c1[i] + rec1[i])
+            else:
+                if sub:
+                    for i in range(M):
+                        v1[i] = beta * v1[i] + c1[i] - thr[i] * z1[i]
+                else:
+                    for i in range(M):
+                        v1[i] = beta * v1[i] * (one - z1[i]) + c1[i]
+            if keep_v:
+                vs[k, b0:b1].reshape(M)[:] = v1
+            if keep_t:
+                thrs[k, b0:b1].reshape(M)[:] = thr
+            if keep_s:  # surrogate derivative d z / d v, zeroed beyond |x| > cut
+                g1 = sg[k, b0:b1].reshape(M)
+                # one branch-free loop per surrogate kind, so each vectorises
+                if sgk == 0:
+                    for i in range(M):
+                        x = (v1[i] - thr[i]) / thr0
                         ax = abs(x)
-                        if ax > cut:
-                            g = zero
-                        elif sgk == 0:
-                            d = one + sg_s * ax
-                            g = sg_s / (two * (d * d))
-                        elif sgk == 1:
-                            d = one + sg_s * ax
-                            g = one / (d * d)
-                        elif sgk == 2:
-                            y = hpi * x
-                            g = sg_s / (two * (one + y * y))
-                        else:
-                            g = sg_s * max(zero, one - ax)
-                        gk[i] = g / thr0
-                if not replay:
-                    if thr0 > zero:
-                        for i in range(H):
-                            sb[i] = vb[i] > thr[i]
-                    else:
-                        for i in range(H):
-                            sb[i] = (vb[i] - thr[i]) / thr0 > zero
-                for i in range(H):
-                    zb[i] = one if sb[i] else zero
+                        d = one + sg_s * ax
+                        g = sg_s / (two * (d * d))
+                        g1[i] = (g if ax <= cut else zero) / thr0
+                elif sgk == 1:
+                    for i in range(M):
+                        x = (v1[i] - thr[i]) / thr0
+                        ax = abs(x)
+                        d = one + sg_s * ax
+                        g = one / (d * d)
+                        g1[i] = (g if ax <= cut else zero) / thr0
+                elif sgk == 2:
+                    for i in range(M):
+                        x = (v1[i] - thr[i]) / thr0
+                        ax = abs(x)
+                        y = hpi * x
+                        g = sg_s / (two * (one + y * y))
+                        g1[i] = (g if ax <= cut else zero) / thr0
+                else:
+                    for i in range(M):
+                        x = (v1[i] - thr[i]) / thr0
+                        ax = abs(x)
+                        g = sg_s * max(zero, one - ax)
+                        g1[i] = (g if ax <= cut else zero) / thr0
+            if not replay:
+                if thr0 > zero:
+                    for i in range(M):
+                        s1[i] = v1[i] > thr[i]
+                else:
+                    for i in range(M):
+                        s1[i] = (v1[i] - thr[i]) / thr0 > zero
+            for i in range(M):
+                z1[i] = one if s1[i] else zero
 
     @jit(parallel=True)
-    def _rec_grad(gT, zprev, g):
-        # one row j of the accumulator per thread: each element summed in the one-thread order
+    def _membrane(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg, sgk,
+                  nchunk):
+        # batch rows are independent: nchunk ranges of rows, one per thread
+        B = cur.shape[1]
+        width = (B + nchunk - 1) // nchunk
+        for ch in numba.prange(nchunk):
+            b0 = ch * width
+            b1 = min(B, b0 + width)
+            if b1 > b0:
+                _membrane_rows(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs,
+                               thrs, sg, sgk, b0, b1)
+
+    @jit
+    def _rec_grad_rows(gT, zprev, g, j0, j1):
+        # rows j0:j1 of the accumulator, each element summed in (step, batch row) order
         n, B, H = g.shape
-        for j in numba.prange(zprev.shape[2]):
-            row = gT[j]
-            for k in range(n):
-                for b in range(B):
+        for k in range(n):
+            for b in range(B):
+                for j in range(j0, j1):
                     if zprev[k, b, j]:
-                        gk = g[k, b]
                         for i in range(H):
-                            row[i] += gk[i]
+                            gT[j, i] += g[k, b, i]
+
+    @jit(parallel=True)
+    def _rec_grad(gT, zprev, g, nchunk):
+        # nchunk ranges of accumulator rows, one per thread
+        J = zprev.shape[2]
+        width = (J + nchunk - 1) // nchunk
+        for ch in numba.prange(nchunk):
+            j0 = ch * width
+            j1 = min(J, j0 + width)
+            if j1 > j0:
+                _rec_grad_rows(gT, zprev, g, j0, j1)
 
     @jit(parallel=True)
     def _lif_back_sparse(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent):
@@ -208,11 +243,15 @@ def membrane_block(cur: torch.Tensor, w_rec_t: torch.Tensor | None, v: torch.Ten
     thrs = out_thr if out_thr is not None else (torch.empty(n, B, H, dtype=dt) if keep_thr else None)
     alif = a is not None
     wt = _np(w_rec_t) if w_rec_t is not None else np.empty((0, 0), dtype=npdt)
-    threads()
-    _membrane(_np(cur.contiguous()), wt, _np(v), _np(a) if alif else np.empty((0, 0), dtype=npdt),
-              _np(z), _np(spikes), c, reset == "subtract", alif, w_rec_t is not None, replay,
-              _np(vs) if vs is not None else empty, _np(thrs) if thrs is not None else empty,
-              _np(out_sg) if out_sg is not None else empty, SURROGATES[surrogate])
+    args = (_np(cur.contiguous()), wt, _np(v), _np(a) if alif else np.empty((0, 0), dtype=npdt),
+            _np(z), _np(spikes), c, reset == "subtract", alif, w_rec_t is not None, replay,
+            _np(vs) if vs is not None else empty, _np(thrs) if thrs is not None else empty,
+            _np(out_sg) if out_sg is not None else empty, SURROGATES[surrogate])
+    nt = min(threads(), B)
+    if nt > 1:
+        _membrane(*args, nt)
+    else:  # one thread: the serial kernel (no parallel-region overhead), same arithmetic
+        _membrane_rows(*args, 0, B)
     return vs, thrs
 
 
@@ -222,8 +261,12 @@ def recurrent_grad(g_rec_t: torch.Tensor, zprev: torch.Tensor, g: torch.Tensor) 
     ``[n, B, H]``, ``g [n, B, C]``, ``g_rec_t [H, C]`` (any ``C``: the readout uses it too).
     Rows of the accumulator run in parallel, each summed in the one-thread order."""
     zb = zprev if zprev.dtype == torch.bool else zprev != 0
-    threads()
-    _rec_grad(_np(g_rec_t), _np(zb.contiguous()), _np(g.contiguous()))
+    args = (_np(g_rec_t), _np(zb.contiguous()), _np(g.contiguous()))
+    nt = min(threads(), g_rec_t.shape[0])
+    if nt > 1:
+        _rec_grad(*args, nt)
+    else:
+        _rec_grad_rows(*args, 0, g_rec_t.shape[0])
 
 
 def lif_backward_sparse(gz: torch.Tensor, sg: torch.Tensor, w_back: torch.Tensor | None,
