@@ -76,6 +76,12 @@ class Timers:
             setattr(mod, name, fn)
 
 
+# spiketrain's W_rec is scaled by this at init (set by --wrec-scale): at the default init the
+# backward through T = 1000 steps of a 1024-wide layer overflows (|grad| ~ 1e27 at T = 250,
+# NaN at T = 1000), and a NaN gradient makes every neuron "active" for the sparse backward
+WREC_SCALE = 0.2
+
+
 def build(name: str, H: int, cut: float, seed: int = 0):
     """``(model, loss(x, y))`` for implementation ``name`` at width ``H``."""
     torch.manual_seed(seed)
@@ -83,6 +89,9 @@ def build(name: str, H: int, cut: float, seed: int = 0):
         m = RSNN(peers.N_IN, H, peers.N_OUT, tau_mem=peers.TAU, tau_out=peers.TAU, readout="max",
                  keep_membrane=name != "st-exact",
                  sparse_backward=cut if name == "st-sparse" else None)
+        with torch.no_grad():
+            for layer in m.layers:
+                layer.w_rec.mul_(WREC_SCALE)
         return m, lambda x, y: F.cross_entropy(m.logits(st.unroll(m, x, "bptt")), y)
     peers.HIDDEN = H
     return peers.build(name)
@@ -145,6 +154,7 @@ def grad_cosine(H: int, cut: float, x, y):
 
 
 def main(argv=None) -> int:
+    global WREC_SCALE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 512, 1024, 2048])
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
@@ -154,8 +164,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cut", type=float, default=0.5,
                     help="sparse backward: |v - thr| / thr beyond which the surrogate is 0")
     ap.add_argument("--impls", nargs="+", default=IMPLS)
+    ap.add_argument("--wrec-scale", type=float, default=WREC_SCALE,
+                    help="scale of spiketrain's W_rec at init (1: the default init, whose "
+                         "gradient overflows at width and T = 1000)")
     ap.add_argument("--no-profile", action="store_true", help="skip the matmul profile")
     a = ap.parse_args(argv)
+    WREC_SCALE = a.wrec_scale
     torch.set_num_threads(a.threads)
     impls = []
     for p in a.impls:
@@ -165,7 +179,8 @@ def main(argv=None) -> int:
         except ImportError as e:
             print(f"skipping {p}: {e}")
     print(f"torch {torch.__version__}, {a.threads} thread(s), T={a.T}, {peers.N_IN}->H->"
-          f"{peers.N_OUT}, input rate {peers.RATE:.0%}, median of {a.repeats}, cut {a.cut}")
+          f"{peers.N_OUT}, input rate {peers.RATE:.0%}, median of {a.repeats}, cut {a.cut}, "
+          f"spiketrain W_rec x{WREC_SCALE} at init")
     rows = []
     for H in a.hidden:
         for B in a.batch:
