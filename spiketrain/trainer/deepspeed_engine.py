@@ -78,17 +78,6 @@ def ds_config(opts: DeepSpeedOptions, world_size: int = 1) -> dict[str, Any]:
     }
 
 
-def _allow_in_snapshots() -> None:
-    """Snapshots are read with ``torch.load(weights_only=True)``; a ZeRO optimizer's state
-    holds DeepSpeed's loss-scaler objects and stage enum, so allow exactly those classes."""
-    from deepspeed.runtime.fp16 import loss_scaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-
-    torch.serialization.add_safe_globals(
-        [ZeroStageEnum] + [getattr(loss_scaler, n) for n in ("LossScaler", "DynamicLossScaler")
-                           if hasattr(loss_scaler, n)])
-
-
 class DeepSpeedEngine:
     """Wrap ``model`` and its torch ``optimizer`` in a DeepSpeed engine.
 
@@ -106,7 +95,6 @@ class DeepSpeedEngine:
             options = DeepSpeedOptions(**(options or {}))
         self.options = options
         ensure_process_group()
-        _allow_in_snapshots()
         self.module, self.optimizer, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, config=ds_config(options))
 
@@ -118,9 +106,64 @@ class DeepSpeedEngine:
         """Optimizer update (ZeRO-partitioned), then gradients zeroed."""
         self.module.step()
 
-    def state_dict(self) -> dict:
-        """Optimizer state (the ZeRO optimizer's own layout)."""
-        return self.optimizer.state_dict()
+    def state_dict(self) -> dict | None:
+        """Optimizer state for a snapshot (:func:`.deepspeed_state.optimizer_state`): under
+        ZeRO 1/2 a collective that gathers every rank's partition to rank 0 (``None`` on the
+        other ranks), so every rank must call it at the same point."""
+        from .deepspeed_state import optimizer_state
+        return optimizer_state(self.module)
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state)
+        """Restore :meth:`state_dict`'s result on every rank (each takes its partition)."""
+        from .deepspeed_state import load_optimizer_state
+        load_optimizer_state(self.module, state)
+
+    def as_optimizer(self) -> "EngineOptimizer":
+        """An optimizer-shaped view of this engine (see :class:`EngineOptimizer`)."""
+        return EngineOptimizer(self)
+
+
+class EngineOptimizer:
+    """Optimizer-shaped view of a :class:`DeepSpeedEngine` for the Trainer's loop: ``step``
+    runs the engine's update (which zeroes the gradients), ``param_groups`` are the live
+    groups of the wrapped torch optimizer (learning rate changes reach it).
+
+    Snapshots: :meth:`gather` is called on every rank before rank 0 writes a snapshot (ZeRO's
+    partitioned state is collected there); :meth:`state_dict` then returns what was gathered.
+    Without a gather, a partitioned state on several ranks is refused rather than written
+    incomplete."""
+
+    def __init__(self, engine: DeepSpeedEngine):
+        self.engine = engine
+        self._gathered: dict | None = None
+        self._ready = False
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.engine.optimizer.param_groups
+
+    def step(self):
+        self.engine.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        pass  # the engine's step zeroes the gradients
+
+    def gather(self) -> None:
+        """Collect the optimizer state (collective under ZeRO 1/2: every rank calls it)."""
+        self._gathered, self._ready = self.engine.state_dict(), True
+
+    def state_dict(self) -> dict | None:
+        if self._ready:
+            state, self._gathered, self._ready = self._gathered, None, False
+            return state
+        import torch.distributed as dist
+
+        from .deepspeed_state import is_partitioned
+        if (is_partitioned(self.engine.optimizer) and dist.is_initialized()
+                and dist.get_world_size() > 1):
+            raise RuntimeError("a ZeRO-partitioned optimizer state must be gathered on every "
+                               "rank (EngineOptimizer.gather) before rank 0 saves it")
+        return self.engine.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.engine.load_state_dict(state)

@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -199,47 +198,6 @@ def _merged_metrics(trainer) -> dict:
     return {f"train_{k}": v for k, v in merged.compute().items()}
 
 
-class _EngineOptimizer:
-    """Optimizer-shaped view of a DeepSpeed engine for the Trainer's loop: ``step`` runs the
-    engine's update (which zeroes the gradients).
-
-    Snapshot state is the wrapped torch optimizer's (plain tensors). Under ZeRO 1/2 on several
-    workers each rank holds only its partition of it, which a rank-0 snapshot cannot carry:
-    there a resume restarts the optimizer state (weights, epoch, RNG and data position are
-    restored as always)."""
-
-    def __init__(self, engine, world_size: int):
-        self.engine, self.world_size = engine, world_size
-        self.param_groups = engine.optimizer.param_groups
-
-    def step(self):
-        self.engine.step()
-
-    def zero_grad(self, set_to_none: bool = True):
-        pass
-
-    def _base(self):
-        opt = self.engine.optimizer
-        return opt, getattr(opt, "optimizer", opt)  # ZeRO wraps the torch optimizer
-
-    def state_dict(self):
-        opt, base = self._base()
-        partitioned = base is not opt and self.world_size > 1
-        return {"partitioned": partitioned, "state": None if partitioned else base.state_dict()}
-
-    def load_state_dict(self, state):
-        opt, base = self._base()
-        if state.get("state") is None:
-            warnings.warn("DeepSpeed snapshot from a ZeRO-partitioned run: optimizer state "
-                          "restarts (weights, epoch, RNG and data position are restored)")
-            if base is not opt and hasattr(opt, "refresh_fp32_params"):
-                opt.refresh_fp32_params()  # ZeRO's fp32 partitions from the restored weights
-            return
-        base.load_state_dict(state["state"])
-        if base is not opt and hasattr(opt, "refresh_fp32_params"):
-            opt.refresh_fp32_params()  # ZeRO's fp32 partitions from the just-loaded weights
-
-
 class TrainerJob:
     """The job protocol over a :class:`spiketrain.trainer.Trainer`: the same loop, metrics
     (``out_dir/metrics.parquet``, rank 0) and snapshots as a local run, on this rank's shard."""
@@ -263,7 +221,10 @@ class TrainerJob:
             opts.setdefault("clip_grad", t.clip_grad or 0.0)
             t.clip_grad = None  # DeepSpeed clips
             self.engine = DeepSpeedEngine(t.model, t.optimizer, opts)
-            t.model, t.optimizer = self.engine.module, _EngineOptimizer(self.engine, world_size)
+            t.model, t.optimizer = self.engine.module, self.engine.as_optimizer()
+        # snapshots are taken for all ranks at once (see _save_snapshot)
+        self._epoch_end = False
+        t.save_snapshot = self._save_snapshot
         self.epochs = t.epochs
         self.start_epoch = 0
         if t.resume is not None:  # --resume RUN_DIR (a Ray snapshot, if any, wins over it)
@@ -281,18 +242,39 @@ class TrainerJob:
         t = self.trainer
         t.epoch = epoch
         row = t.train_one_epoch()
-        t.epoch = epoch + 1
         if t.world_size > 1 and dist.is_initialized():  # shard metrics -> whole-batch metrics
             keys = _averaged(t.task)
             vals = torch.tensor([float(row.get(k, float("nan"))) for k in keys],
                                 dtype=torch.float64)
             dist.all_reduce(vals)
-            row.update({k: v / t.world_size for k, v in zip(keys, vals.tolist())})
-            row.update(_merged_metrics(t))
+            merged = {k: v / t.world_size for k, v in zip(keys, vals.tolist())}
+            merged.update(_merged_metrics(t))
+            row.update(merged)
+            t.metrics.rows[-1].update(merged)   # the table (and the snapshot) keep the merged row
             if t.is_main:
                 t.metrics.write()
                 t._publish("metrics.parquet")
+        self._epoch_end = True
+        try:
+            t.save_snapshot(epoch_done=True)
+        finally:
+            self._epoch_end = False
+        t.epoch = epoch + 1
         return {k: v for k, v in row.items() if isinstance(v, (int, float, str))}
+
+    def _save_snapshot(self, epoch_done: bool = True, partial=None):
+        """The Trainer's ``save_snapshot``, taken by every rank together: a ZeRO-partitioned
+        optimizer state is gathered to rank 0 (a collective), then rank 0 writes the one
+        snapshot file. The end-of-epoch snapshot is written by :meth:`train_epoch` once the
+        ranks' metrics are merged; the Trainer's own end-of-epoch call (rank 0 only) is
+        skipped. Mid-epoch snapshots (``snapshot_every``) come from every rank's step."""
+        if epoch_done and not self._epoch_end:
+            return None
+        gather = getattr(self.trainer.optimizer, "gather", None)
+        if callable(gather):
+            gather()
+        t = self.trainer
+        return type(t).save_snapshot(t, epoch_done=epoch_done, partial=partial)
 
     def save_snapshot(self, directory) -> None:
         import shutil

@@ -171,8 +171,10 @@ class Trainer:
         is written. Returns the snapshot."""
         if self.resume is None:
             return {}
+        # an engine's optimizer state (DeepSpeed's ZeRO partitions) is checked by the engine
+        # when its workers load it
         opt = build_optimizer(self.optimizer_spec, unwrap(self.model).parameters(), lr=self.lr,
-                              weight_decay=self.weight_decay)
+                              weight_decay=self.weight_decay) if self.engine == "torch" else None
         return load_snapshot(self.resume, self.model, opt, restore_rng_state=False)
 
     def setup(self) -> "Trainer":
