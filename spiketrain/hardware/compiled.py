@@ -20,6 +20,14 @@ try:  # numba is a dependency; stay importable without it (eager fallback)
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
+if numba is not None and "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's own thread pool for the parallel kernels. Its OpenMP layer would share torch's
+    # libgomp (same soname): starting it sets OpenMP's thread count, and with it
+    # torch.get_num_threads(), to numba's pool size, so a run told to use one torch thread
+    # silently used all cores after the first kernel, and the two pools' spinning workers
+    # slowed every torch op that followed (measured: 5x on a 2-core machine).
+    numba.config.THREADING_LAYER = "workqueue"
+
 ENV = "SPIKETRAIN_KERNELS"
 
 
