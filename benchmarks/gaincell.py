@@ -9,8 +9,9 @@ key band); and, for contrast, full causal softmax attention over the whole seque
 A training step = forward, cross-entropy on next-byte targets, backward, SGD update. Peak
 memory is the strategy report's device peak (bytes autograd keeps for backward, plus the
 stored checkpoints); for the full-attention row the same saved-bytes counter. Medians over
-``--repeats``. Targets (issue 13): checkpoint at 16k tokens <= 1/8 of bptt's memory at
-<= 1.3x its time; cost per token flat in T (window-bounded) where full attention grows.
+``--repeats`` (``--long-repeats`` above 16k tokens). Targets (issue 13): checkpoint at 16k
+tokens <= 1/8 of bptt's memory at <= 1.3x its time; cost per token flat in T
+(window-bounded) where full attention grows.
 
     python benchmarks/gaincell.py                      # 1k, 4k, 16k, 64k tokens
     python benchmarks/gaincell.py --max-len 16384 --repeats 3
@@ -85,6 +86,9 @@ def main(argv=None):
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--long-repeats", type=int, default=2,
+                    help="repeats for sequences longer than 16384 tokens (each step takes long)")
+    ap.add_argument("--json", metavar="PATH", help="also write every sample as JSON")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -100,7 +104,7 @@ def main(argv=None):
     print(f"gaincell_gpt: {args.layers} layers, {args.embd} dim, {args.heads} heads, window "
           f"{args.window}, batch {args.batch}, {dev}, {torch.get_num_threads()} threads, "
           f"median of {args.repeats}")
-    results = {}
+    results, samples_out = {}, []
     hdr = (f"{'attention':<16}{'strategy':<11}{'T':>7}{'s/step':>9}{'us/token':>10}"
            f"{'peak MiB':>10}  schedule")
     print(hdr)
@@ -118,7 +122,8 @@ def main(argv=None):
         samples = {row: [] for row in active}
         for row in active:   # warm-up
             train_step(models[row[0]], x[:min(T, 512)], y[:min(T, 512)], row[1], {})
-        for _ in range(args.repeats):   # interleaved: load changes hit every row alike
+        repeats = args.repeats if T <= 16384 else args.long_repeats
+        for _ in range(repeats):   # interleaved: load changes hit every row alike
             for row in active:
                 samples[row].append(train_step(models[row[0]], x, y, row[1], {}))
         for kind, strat in active:
@@ -127,8 +132,11 @@ def main(argv=None):
             peak = statistics.median(r[1] for r in samples[kind, strat])
             desc = samples[kind, strat][-1][2]
             results[kind, strat, T] = (sec, peak)
+            samples_out.append({"attention": kind, "strategy": strat, "T": T, "seconds": times,
+                                "peak_bytes": [r[1] for r in samples[kind, strat]],
+                                "schedule": desc, "repeats": repeats})
             print(f"{kind:<16}{strat:<11}{T:>7}{sec:>9.3f}{1e6 * sec / T:>10.1f}"
-                  f"{peak / MiB:>10.1f}  {desc}", flush=True)
+                  f"{peak / MiB:>10.1f}  {desc}  (n={repeats})", flush=True)
     print()
     kind0 = args.kinds.split(",")[0]
     for T in lengths:
@@ -144,6 +152,15 @@ def main(argv=None):
         per = [results[kind, strat, T][0] / T for T in lengths if (kind, strat, T) in results]
         if len(per) > 1:
             print(f"{kind} {strat}: cost per token, longest / shortest T = {per[-1] / per[0]:.2f}")
+    for T in lengths:
+        base, soft = results.get((kind0, "bptt", T)), results.get(("softmax", "bptt", T))
+        if base and soft:
+            print(f"T={T}: {kind0} bptt time {base[0] / soft[0]:.2f}x, memory "
+                  f"{base[1] / soft[1]:.2f}x of windowed softmax bptt")
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "samples": samples_out}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ MAX_DEFAULT_SEGMENT = 1024  # longer segments save no call overhead and lose cac
 def default_segment(T: int, S: int, saved: SavedModel) -> int:
     """``ceil(sqrt(T))``, or longer where a state outweighs a step's saved bytes (the RSNN's
     backward keeps bits per step but a float state): ``sqrt(T S / s)`` minimises
-    ``k S + saved(T / k)``, capped at :data:`MAX_DEFAULT_SEGMENT` steps."""
+    ``k S + saved(T / k)``, capped at :data:`MAX_DEFAULT_SEGMENT` steps; rounded up to whole
+    blocks of the model's ``step_block`` steps."""
     root = max(1, math.ceil(math.sqrt(T)))
     balanced = math.ceil(math.sqrt(T * S / max(1, saved.per_step)))
-    return min(T, max(root, min(balanced, MAX_DEFAULT_SEGMENT)))
+    seg = max(root, min(balanced, MAX_DEFAULT_SEGMENT))
+    g = max(1, getattr(saved, "block", 1))   # whole blocks: none computed twice at a boundary
+    return min(T, -(-seg // g) * g)
 
 
 def segment_peak(bounds: list[int], S: int, saved: SavedModel) -> int:

@@ -33,6 +33,7 @@ class SavedModel:
     per_step: int
     probe: Callable[[int], int] | None = None
     exact: dict = field(default_factory=dict)
+    block: int = 1   # the model's ``step_block``: its calls run whole blocks of this many steps
 
     def __call__(self, L: int) -> int:
         if L <= 0:
@@ -76,9 +77,16 @@ def probe_saved(model, inputs, state, steps: int = 2, only: int | None = None) -
 
 
 def saved_model(model, inputs, state) -> SavedModel:
-    b1, b2 = probe_saved(model, inputs, state, 2)
-    return SavedModel(b1, max(0, b2 - b1), lambda L: probe_saved(model, inputs, state, only=L)[0],
-                      {1: b1, 2: b2})
+    """Saved bytes over one and two blocks of the model's ``step_block`` steps (default 1). A
+    model whose calls always compute whole blocks saves as much for one step as for a block:
+    probing 1 and 2 steps would see no growth."""
+    g = max(1, int(getattr(model, "step_block", 1)))
+    T = inp.length(inputs)
+    b1, b2 = (probe_saved(model, inputs, state, only=L)[0] for L in (g, 2 * g))
+    per_step = -(-max(0, b2 - b1) // g)
+    return SavedModel(max(0, b1 - (g - 1) * per_step), per_step,
+                      lambda L: probe_saved(model, inputs, state, only=L)[0],
+                      {min(g, T): b1, min(2 * g, T): b2}, block=g)
 
 
 def open_tiers(strategy, backend: Backend, need: dict[str, int]):

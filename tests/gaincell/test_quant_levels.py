@@ -53,3 +53,17 @@ def test_disabled_keeps_only_the_clamp():
     q = Quantizer(0.0, 1.0, 16, enabled=False)
     assert torch.equal(q(x), x.clamp(0, 1))
     assert torch.equal(quantize(x, 0.0, 1.0, 16), Q_DAC(x))
+
+
+@pytest.mark.parametrize("qz", [Q_DAC, KV_CELL, OUT_ADC])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_no_grad_path_gives_the_same_values(qz, dtype):
+    """Without a graph the quantiser skips the autograd Function: bit-identical values (the
+    strategies compare a no-grad first forward with a recomputation under grad bit for bit)."""
+    torch.manual_seed(1)
+    x = torch.randn(5000, dtype=dtype) * (qz.hi - qz.lo)
+    with torch.no_grad():
+        plain = qz(x)
+    taped = qz(x.clone().requires_grad_(True))
+    assert taped.grad_fn is not None
+    assert torch.equal(plain, taped.detach())

@@ -67,3 +67,25 @@ def test_checkpoint_memory_is_window_bounded():
             peaks[strat, T] = st.last_report().peak_bytes["device"]
     assert peaks["bptt", 1024] > 3.5 * peaks["bptt", 256]
     assert peaks["checkpoint", 1024] < 0.5 * peaks["bptt", 1024]
+
+
+def test_planner_sees_blocks_and_cuts_whole_ones():
+    """The model computes whole 64-token blocks (``step_block``): the strategies probe one and
+    two blocks (growth per token seen), and checkpoint's default segment is a multiple of 64
+    below T with a device peak well under BPTT's (1- and 2-token probes saw no growth and
+    gave one 1024-token segment: no checkpoint at all at T = 1024)."""
+    from spiketrain.strategies.scheduled import saved_model
+
+    m = make("linear_gaincell")
+    assert m.step_block == 64
+    x = torch.randint(0, 256, (1024, 1), generator=torch.Generator().manual_seed(2))
+    saved = saved_model(m, x, m.init_state(1))
+    assert saved.block == 64 and saved.per_step > 0
+    assert saved.exact[128] > saved.exact[64]
+    run(m, x, "bptt")
+    bptt = st.last_report().peak_bytes["device"]
+    y, g, rep = run(m, x, "checkpoint")
+    seg = rep.notes["segment"]
+    assert seg % 64 == 0 and seg < 1024, rep.schedule
+    assert rep.recomputed_steps == (-(-1024 // seg) - 1) * seg   # all but the last segment
+    assert rep.peak_bytes["device"] < 0.5 * bptt

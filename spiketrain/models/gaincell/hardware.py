@@ -88,6 +88,8 @@ def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool) -
     """
     kc = k - OFFSET
     m1 = q @ kc.transpose(-1, -2)
+    if not nonlinear:   # the mask folded into the small [n, N] factor: 0 where masked
+        return m1 * torch.where(mask, AMP * decay, decay.new_zeros(()))
     lin = AMP * m1 * decay
     if nonlinear:
         c = power_weights()

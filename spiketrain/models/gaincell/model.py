@@ -17,8 +17,8 @@ blocks aligned to absolute positions and always computes whole blocks (rows outs
 chunk starts or ends: chunked outputs are bit-identical however a sequence is split, which
 is what the memory strategies' recomputation check relies on. The bytes autograd keeps
 therefore grow per 64-token block, not per token: a graph over 1 or 2 tokens keeps one
-block's worth, so planners that extrapolate from 1- and 2-step probes see no growth until
-they measure the lengths they choose.
+block's worth. The model says so through ``step_block`` (64): the recomputing strategies
+probe one and two blocks and cut segments on whole blocks.
 """
 from __future__ import annotations
 
@@ -102,6 +102,14 @@ class GainCellGPT(RecurrentModel):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+
+    @property
+    def step_block(self) -> int:
+        """Capability for the memory strategies: every call computes whole blocks of this
+        many steps (the 64-token arrays, aligned to absolute positions), so saved bytes grow
+        per block and a segment boundary inside a block computes that block twice; probes
+        and segments should come in multiples of it."""
+        return self.array
 
     # --- attention kind and calibration support -----------------------------------------
     @property

@@ -65,7 +65,9 @@ class Quantizer:
         if not self.enabled:
             return x
         k_lo, k_hi = self._k_range()
-        return _RoundSTE.apply(x, self.step, k_lo, k_hi)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _RoundSTE.apply(x, self.step, k_lo, k_hi)
+        return torch.round(x / self.step).clamp_(k_lo, k_hi).mul_(self.step)  # same values
 
     def off(self) -> "Quantizer":
         return Quantizer(self.lo, self.hi, self.levels, False)
