@@ -59,14 +59,45 @@ def test_deepspeed_zero_matches_plain_optimizer(stage, setup, process_group):
 
 
 def test_trainer_deepspeed_resume_matches_plain_run(setup, process_group):
-    """ZeRO 2: 1 epoch, snapshot, resume for the 2nd epoch; same metrics as 2 uninterrupted
-    epochs with the plain optimizer."""
+    """ZeRO 2 (SGD with momentum 0.9, the default): 1 epoch, snapshot, resume for the 2nd
+    epoch; same metrics as 2 uninterrupted epochs with the plain optimizer."""
     from spiketrain.trainer.ray_train import fit_local
 
     tmp, trainer, plain = setup
-    first = fit_local(trainer("resumed", "trainer.engine=deepspeed", "trainer.epochs=1"))
+    ds = ("trainer.engine=deepspeed", "deepspeed.zero_stage=2")
+    first = fit_local(trainer("resumed", *ds, "trainer.epochs=1"))
     assert first["epoch"] == 0
-    last = fit_local(trainer("resumed", "trainer.engine=deepspeed", resume=tmp / "resumed"))
+    last = fit_local(trainer("resumed", *ds, resume=tmp / "resumed"))
     assert last["epoch"] == 1
     for k in ("train_loss", "test_loss", "test_acc"):
         assert last[k] == pytest.approx(plain[-1][k], rel=TOL, abs=TOL), k
+
+
+@pytest.mark.parametrize("stage,dtype", [(1, "fp32"), (2, "bf16")])
+def test_deepspeed_adam_resume_is_exact(stage, dtype, setup, process_group):
+    """Adam under ZeRO: a run resumed after one epoch ends with the weights and metrics of
+    the uninterrupted run, exactly; under bf16 that needs the fp32 master weights from the
+    snapshot (the bf16 model weights alone lose them)."""
+    import torch
+
+    from spiketrain.trainer import read_metrics
+    from spiketrain.trainer.ray_train import fit_local
+    from spiketrain.trainer.snapshot import read_snapshot
+
+    tmp, trainer, _ = setup
+    ds = ("trainer.engine=deepspeed", f"deepspeed.zero_stage={stage}",
+          f"deepspeed.dtype={dtype}", "trainer.optimizer=adam", "trainer.lr=0.01")
+    name = f"adam{stage}{dtype}"
+    fit_local(trainer(f"{name}-full", *ds))
+    fit_local(trainer(name, *ds, "trainer.epochs=1"))
+    opt = read_snapshot(tmp / name)["optimizer"]
+    (state,) = opt["ranks"][0]["base_optimizer_state"]["state"].values()
+    assert opt["partitioned"] and int(state["step"]) == 4 and state["exp_avg"].abs().sum() > 0
+    fit_local(trainer(name, *ds, resume=tmp / name))
+    want, got = read_metrics(tmp / f"{name}-full"), read_metrics(tmp / name)
+    assert want[0]["train_loss"] != want[1]["train_loss"]
+    for a, b in zip(got, want):
+        for k in ("train_loss", "test_loss", "train_acc", "test_acc"):
+            assert a[k] == b[k], (a["epoch"], k)
+    w_got, w_want = (read_snapshot(tmp / n)["model"] for n in (name, f"{name}-full"))
+    assert all(torch.equal(w_got[k], w_want[k]) for k in w_want)
