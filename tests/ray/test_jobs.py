@@ -1,26 +1,15 @@
 """``spiketrain submit/status/logs`` against a real ``ray start --head`` on loopback."""
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from spiketrain.launch.cli import main
+from ray_processes import free_port, skip_without_job_agent, stop
 
-
-def skip_without_job_agent(rc, capsys):
-    """A freshly started head whose job agent never came up (seen on a loaded 2-core machine
-    after many Ray sessions in one test process) cannot run a job: skip, saying so."""
-    if rc == 2:
-        err = capsys.readouterr().err
-        if "job agent did not come up" in err:
-            pytest.skip("the test head's Ray job agent did not start: " + err.strip()[:200])
-        pytest.fail(err)
 
 BIN = Path(sys.executable).parent
 TINY = """
@@ -31,53 +20,13 @@ trainer: {epochs: 1, batch_size: 8, progress: false}
 """
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _head_pids(marks):
-    """Pids of the head's processes (command line names its temp dir or GCS port) and all
-    their descendants; nothing else on the machine is touched."""
-    procs = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            procs[int(d.name)] = (ppid, cmd)
-    found = {pid for pid, (_, cmd) in procs.items() if any(m in cmd for m in marks)}
-    grew = True
-    while grew:
-        kids = {pid for pid, (ppid, _) in procs.items() if ppid in found} - found
-        grew = bool(kids)
-        found |= kids
-    return found - {os.getpid()}
-
-
-def _stop_head(marks, grace=5.0):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = _head_pids(marks)
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        t_end = time.time() + grace
-        while time.time() < t_end and _head_pids(marks):
-            time.sleep(0.2)
-
-
 @pytest.fixture
 def ray_head(tmp_path, monkeypatch):
     """A 1-CPU Ray head on 127.0.0.1 in its own temp dir; always stopped after the test."""
     if not (BIN / "ray").exists():
         pytest.skip("ray CLI not installed")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # head and client must agree
-    port, dash, client_port = _free_port(), _free_port(), _free_port()
+    port, dash, client_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "RAY_AUTH_MODE": "disabled"}
     temp = Path("/tmp") / f"st-head-{port}"  # short: Ray's socket paths have a length limit
@@ -89,7 +38,7 @@ def ray_head(tmp_path, monkeypatch):
         yield f"http://127.0.0.1:{dash}"
     finally:
         # only this head's processes (`ray stop` would stop every Ray on the machine)
-        _stop_head([str(temp), f":{port} "])
+        stop([str(temp), f":{port} "])
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -111,7 +60,7 @@ def test_submit_runs_tiny_job_and_fetches_logs(ray_head, tmp_path, capsys):
 def test_unreachable_addresses_are_one_line_errors(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)
-    dead = f"127.0.0.1:{_free_port()}"
+    dead = f"127.0.0.1:{free_port()}"
     for argv in (["submit", str(cfg), "--address", f"http://{dead}"],
                  ["status", "some-job", "--address", f"http://{dead}"],
                  ["train", str(cfg), "--address", dead, "--out", str(tmp_path / "run")]):

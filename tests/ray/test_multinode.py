@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
+from ray_processes import free_port, processes, stop  # noqa: E402
 BIN = Path(sys.executable).parent
 CONFIG = """
 model: {name: rsnn, hidden: 16, dt: 20.0, readout: mean, surrogate: superspike}
@@ -40,55 +40,12 @@ trainer: {epochs: 3, batch_size: 8, lr: 0.01, progress: false, threads: 1}
 RUN_TIMEOUT = float(os.environ.get("SPIKETRAIN_MULTINODE_TIMEOUT_S", "420"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _procs() -> dict[int, tuple[int, str]]:
-    out = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            out[int(d.name)] = (ppid, cmd)
-    return out
-
-
-def _pids(marks: list[str]) -> set[int]:
-    """Pids whose command line names one of ``marks`` and all their descendants."""
-    procs = _procs()
-    found = {pid for pid, (_, cmd) in procs.items() if any(m in cmd for m in marks)}
-    while True:
-        kids = {pid for pid, (ppid, _) in procs.items() if ppid in found} - found
-        if not kids:
-            break
-        found |= kids
-    return found - {os.getpid()}
-
-
-def _stop(marks: list[str], grace: float = 5.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _pids(marks):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        t_end = time.time() + grace
-        while time.time() < t_end and _pids(marks):
-            time.sleep(0.2)
-
-
 class Cluster:
     """A head and worker nodes on 127.0.0.1, each node in its own temp dir."""
 
     def __init__(self, root: Path):
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.temps: list[Path] = []
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -104,14 +61,14 @@ class Cluster:
         self.temps.append(temp)
         cmd = [str(BIN / "ray"), "start", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                f"--temp-dir={temp}", "--disable-usage-stats",
-               f"--dashboard-agent-listen-port={_free_port()}",
-               f"--dashboard-agent-grpc-port={_free_port()}",
-               f"--runtime-env-agent-port={_free_port()}",
-               f"--metrics-export-port={_free_port()}"]
+               f"--dashboard-agent-listen-port={free_port()}",
+               f"--dashboard-agent-grpc-port={free_port()}",
+               f"--runtime-env-agent-port={free_port()}",
+               f"--metrics-export-port={free_port()}"]
         if head:
             cmd += ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={_free_port()}",
-                    f"--ray-client-server-port={_free_port()}"]
+                    f"--dashboard-port={free_port()}",
+                    f"--ray-client-server-port={free_port()}"]
         else:
             cmd += [f"--address={self.address}"]
         r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=180)
@@ -128,14 +85,14 @@ class Cluster:
 
     def raylet(self, temp: Path) -> int | None:
         """Pid of the raylet of the node in ``temp``."""
-        for pid, (_, cmd) in _procs().items():
+        for pid, (_, cmd) in processes().items():
             if "raylet/raylet" in cmd and str(temp) in cmd:
                 return pid
         return None
 
     def node_of(self, pid: int) -> Path | None:
         """The temp dir of the node whose raylet started process ``pid`` (its ancestor)."""
-        procs = _procs()
+        procs = processes()
         raylets = {self.raylet(t): t for t in self.temps}
         while pid in procs and pid > 1:
             if pid in raylets:
@@ -144,7 +101,7 @@ class Cluster:
         return None
 
     def stop(self) -> None:
-        _stop([str(t) for t in self.temps] + [f":{self.port} "])
+        stop([str(t) for t in self.temps] + [f":{self.port} "])
         for t in self.temps:
             shutil.rmtree(t, ignore_errors=True)
 

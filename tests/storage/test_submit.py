@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from spiketrain.launch.cli import main
+from ray_processes import free_port, skip_without_job_agent, stop
 
-
-def skip_without_job_agent(rc, capsys):
-    """A freshly started head whose job agent never came up (seen on a loaded 2-core machine
-    after many Ray sessions in one test process) cannot run a job: skip, saying so."""
-    if rc == 2:
-        err = capsys.readouterr().err
-        if "job agent did not come up" in err:
-            pytest.skip("the test head's Ray job agent did not start: " + err.strip()[:200])
-        pytest.fail(err)
 
 pytest.importorskip("ray")
 BIN = Path(sys.executable).parent
@@ -37,39 +26,15 @@ trainer: {epochs: 2, batch_size: 8, progress: false}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pids(marks):
-    procs = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            procs[int(d.name)] = (ppid, cmd)
-    found = {p for p, (_, c) in procs.items() if any(m in c for m in marks)}
-    while True:
-        kids = {p for p, (pp, _) in procs.items() if pp in found} - found
-        if not kids:
-            return found - {os.getpid()}
-        found |= kids
-
-
 def _head(env_extra: dict, path_first: Path | None = None):
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     temp = Path("/tmp") / f"stsub-{port}"
     env = {**os.environ, **env_extra, "RAY_AUTH_MODE": "disabled",
            "PATH": os.pathsep.join(([str(path_first)] if path_first else []) +
                                    [str(BIN), os.environ["PATH"]])}
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           f"--ray-client-server-port={_free_port()}", "--num-cpus=1", f"--temp-dir={temp}",
+           f"--ray-client-server-port={free_port()}", "--num-cpus=1", f"--temp-dir={temp}",
            "--disable-usage-stats"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if r.returncode:
@@ -78,15 +43,7 @@ def _head(env_extra: dict, path_first: Path | None = None):
 
 
 def _stop(marks, temp):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _pids(marks):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        t_end = time.time() + 5
-        while time.time() < t_end and _pids(marks):
-            time.sleep(0.2)
+    stop(marks)
     shutil.rmtree(temp, ignore_errors=True)
 
 
