@@ -237,7 +237,9 @@ def cost(args) -> None:
     print("|---|---|---|---|---|")
     ratios = []
     for neuron in args.neurons:
-        coarse, _, s20 = train(args, neuron, 20.0)
+        coarse, acc20, s20 = train(args, neuron, 20.0)
+        print(f"| {neuron} | train 20 ms (tested at 20 ms) | {round(args.duration * 50)} | "
+              f"{1000 * s20:.1f} | {100 * acc20:.1f} (at 20 ms) |", flush=True)
         for m in PROPOSED + ("baseline", "none"):
             try:
                 mapped, _ = adapt(copy.deepcopy(coarse), 20.0, 5.0, m)
