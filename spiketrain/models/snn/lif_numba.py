@@ -35,7 +35,9 @@ SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
 
 
 if numba is not None:
-    @jit
+    # error_model="numpy": IEEE division (no Python zero-divisor check, which kept the
+    # surrogate loops from vectorising); the divisors here are never zero
+    @jit(error_model="numpy")
     def _membrane_rows(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg,
                        sgk, b0, b1):
         # batch rows b0:b1, all steps; element-wise ops over the rows' contiguous [M] slice
@@ -51,27 +53,42 @@ if numba is not None:
         keep_s = sg.shape[0] > 0
         v1, z1 = v[b0:b1].reshape(M), z[b0:b1].reshape(M)
         a1 = a[b0:b1].reshape(M) if alif else v1
-        rec = np.zeros((b1 - b0, H), dtype=cur.dtype)
+        Bc = b1 - b0
+        rec = np.zeros((Bc, H), dtype=cur.dtype)
         rec1 = rec.reshape(M)
+        zc = z[b0:b1]
+        # the rows' spikes by neuron (zT[j, r] = z[r, j]) and which neurons spiked in any row:
+        # each row of W_rec^T is read once per step for all the rows (not once per spike)
+        zT = np.zeros((H, Bc), dtype=cur.dtype)
+        act = np.zeros(H, dtype=np.uint8)
         thr = np.full(M, thr0, dtype=cur.dtype)
         for k in range(n):
             c1 = cur[k, b0:b1].reshape(M)
             s1 = spikes[k, b0:b1].reshape(M)
-            if recurrent:  # rec[b] = sum of W_rec^T rows of the neurons that spiked
-                for r in range(b1 - b0):
-                    zr, rr = z[b0 + r], rec[r]
-                    for i in range(H):
-                        rr[i] = zero
+            if recurrent:  # rec[r] = sum of W_rec^T rows of the neurons that spiked, j ascending
+                for i in range(M):
+                    rec1[i] = zero
+                for r in range(Bc):
+                    zr = zc[r]
                     for j in range(H):
-                        zj = zr[j]
-                        if zj == one:
-                            wj = wt[j]
-                            for i in range(H):
-                                rr[i] += wj[i]
-                        elif zj != zero:
-                            wj = wt[j]
-                            for i in range(H):
-                                rr[i] += zj * wj[i]
+                        if zr[j] != zero:
+                            zT[j, r] = zr[j]
+                            act[j] = 1
+                for j in range(H):
+                    if act[j]:
+                        act[j] = 0
+                        wj, zj_ = wt[j], zT[j]
+                        for r in range(Bc):
+                            zj = zj_[r]
+                            if zj == one:
+                                rr = rec[r]
+                                for i in range(H):
+                                    rr[i] += wj[i]
+                            elif zj != zero:
+                                rr = rec[r]
+                                for i in range(H):
+                                    rr[i] += zj * wj[i]
+                            zj_[r] = zero
             if alif:
                 for i in range(M):
                     a1[i] = rho * a1[i] + z1[i]
@@ -134,7 +151,7 @@ if numba is not None:
             for i in range(M):
                 z1[i] = one if s1[i] else zero
 
-    @jit(parallel=True)
+    @jit(parallel=True, error_model="numpy")
     def _membrane(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg, sgk,
                   nchunk):
         # batch rows are independent: nchunk ranges of rows, one per thread
@@ -169,43 +186,101 @@ if numba is not None:
             if j1 > j0:
                 _rec_grad_rows(gT, zprev, g, j0, j1)
 
-    @jit(parallel=True)
-    def _lif_back_sparse(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent):
-        # reverse recursion of the LIF (subtract reset) layer over a block with the recurrent
-        # product over the active neurons only (rows of W_back where gz * sg != 0):
+    @jit
+    def _lif_back_rows(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, b0, b1):
+        # reverse recursion of the LIF (subtract reset) layer over a block, batch rows b0:b1,
+        # with the recurrent product over the active neurons only (rows of W_back where
+        # gz * sg != 0):
         #   gv_t = gz_t sg_t + beta gv_{t+1},  cz_{t-1} = gv_t W_back
         #        = (gz_t sg_t) W_back + P_t,   P_{t-1} = beta cz_{t-1}
+        # P is carried between calls; inside a call P_t = beta cz_t is recomputed in place.
+        # The product is taken neuron-major: each active row of W_back is read once per step
+        # and added to every batch row where that neuron is active; each element still sums
+        # the neurons in ascending order, so any grouping of rows gives the same bits.
         n, B, H = gz.shape
+        Bc = b1 - b0
         zero = beta - beta
-        for b in numba.prange(B):
-            cvb, czb, Pb = cv[b], cz[b], P[b]
-            gzs = np.empty(H, dtype=gz.dtype)
-            idx = np.empty(H, dtype=np.int64)
-            for k in range(n - 1, -1, -1):
-                gk, sk, gIk = gz[k, b], sg[k, b], gI[k, b]
-                cnt = 0
+        cvc, czc, Pc = cv[b0:b1], cz[b0:b1], P[b0:b1]
+        gzs = np.empty((Bc, H), dtype=gz.dtype)
+        gT = np.zeros((H, Bc), dtype=gz.dtype)
+        act = np.zeros(H, dtype=np.uint8)
+        jl = np.empty(H, dtype=np.int64)
+        ptr = np.zeros(H + 1, dtype=np.int64)
+        rl = np.empty(H * Bc, dtype=np.int64)
+        vl = np.empty(H * Bc, dtype=gz.dtype)
+        for k in range(n - 1, -1, -1):
+            gkc, skc, gIc = gz[k, b0:b1], sg[k, b0:b1], gI[k, b0:b1]
+            for r in range(Bc):
+                gk, sk, gIk, cvb, czb, gr = gkc[r], skc[r], gIc[r], cvc[r], czc[r], gzs[r]
                 for i in range(H):
                     gzi = (gk[i] + czb[i]) * sk[i]
                     gvi = gzi + cvb[i]
                     gIk[i] = gvi
                     cvb[i] = beta * gvi
-                    if gzi != zero:
-                        gzs[cnt] = gzi
-                        idx[cnt] = i
-                        cnt += 1
-                if recurrent:
+                    gr[i] = gzi
+            if recurrent:
+                # active (neuron, row) pairs grouped by neuron, neurons ascending
+                nj = 0
+                for r in range(Bc):
+                    gr = gzs[r]
                     for i in range(H):
-                        czb[i] = Pb[i]
-                    for q in range(cnt):
-                        w = w_back[idx[q]]
-                        g = gzs[q]
+                        if gr[i] != zero:
+                            gT[i, r] = gr[i]
+                            act[i] = 1
+                m = 0
+                for j in range(H):
+                    if act[j]:
+                        act[j] = 0
+                        gj = gT[j]
+                        jl[nj] = j
+                        for r in range(Bc):
+                            g = gj[r]
+                            if g != zero:
+                                rl[m] = r
+                                vl[m] = g
+                                m += 1
+                                gj[r] = zero
+                        nj += 1
+                        ptr[nj] = m
+                for r in range(Bc):
+                    czb = czc[r]
+                    if k == n - 1:
+                        Pb = Pc[r]
                         for i in range(H):
-                            czb[i] += g * w[i]
-                    for i in range(H):
-                        Pb[i] = beta * czb[i]
-                else:
+                            czb[i] = Pb[i]
+                    else:
+                        for i in range(H):
+                            czb[i] = beta * czb[i]
+                # neuron-major: each active row of W_back is read once for all the rows
+                # (column tiles of it were measured slower: per-tile overhead)
+                for q in range(nj):
+                    w = w_back[jl[q]]
+                    for e in range(ptr[q], ptr[q + 1]):
+                        g = vl[e]
+                        czr = czc[rl[e]]
+                        for i in range(H):
+                            czr[i] += g * w[i]
+                if k == 0:
+                    for r in range(Bc):
+                        czb, Pb = czc[r], Pc[r]
+                        for i in range(H):
+                            Pb[i] = beta * czb[i]
+            else:
+                for r in range(Bc):
+                    czb, gIk = czc[r], gIc[r]
                     for i in range(H):
                         czb[i] = -thr0 * gIk[i]
+
+    @jit(parallel=True)
+    def _lif_back_sparse(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, nchunk):
+        # batch rows are independent: nchunk ranges of rows, one per thread
+        B = gz.shape[1]
+        width = (B + nchunk - 1) // nchunk
+        for ch in numba.prange(nchunk):
+            b0 = ch * width
+            b1 = min(B, b0 + width)
+            if b1 > b0:
+                _lif_back_rows(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, b0, b1)
 
 
 def threads() -> int:
@@ -281,6 +356,11 @@ def lif_backward_sparse(gz: torch.Tensor, sg: torch.Tensor, w_back: torch.Tensor
     dt = gz.dtype
     npdt = np.float32 if dt == torch.float32 else np.float64
     wb = _np(w_back.contiguous()) if w_back is not None else np.empty((0, 0), dtype=npdt)
-    threads()
-    _lif_back_sparse(_np(gz.contiguous()), _np(sg), wb, _np(cv), _np(cz), _np(P), _np(gI),
-                     npdt(beta), npdt(threshold), w_back is not None)
+    args = (_np(gz.contiguous()), _np(sg), wb, _np(cv), _np(cz), _np(P), _np(gI),
+            npdt(beta), npdt(threshold), w_back is not None)
+    B = gz.shape[1]
+    nt = min(threads(), B)
+    if nt > 1:
+        _lif_back_sparse(*args, nt)
+    else:  # one thread: the serial kernel, same arithmetic
+        _lif_back_rows(*args, 0, B)
