@@ -11,7 +11,8 @@ Implementations:
 - ``st-exact``: ``RSNN`` default (membrane replayed in backward, exact gradient);
 - ``st-keep``: ``RSNN(keep_membrane=True)`` (surrogate derivative kept: no replay; exact);
 - ``st-sparse``: ``RSNN(keep_membrane=True, sparse_backward=--cut)`` (surrogate zeroed
-  where ``|v - thr| / thr > cut``; recurrent product over the active neurons only);
+  where ``|v - thr| / thr > cut``; recurrent product over the active neurons only); with
+  several cuts one row per cut, ``st-sparse0.5``, ``st-sparse1.0``, ...;
 - ``plain``, ``snntorch``.
 
 Per row: seconds per step, wall and CPU time of the process (median of ``--repeats`` after
@@ -23,7 +24,7 @@ sparse and the exact gradient (all parameters, and ``W_rec`` alone) and the shar
 neuron-steps inside the cut.
 
     python benchmarks/width.py [--hidden 1024] [--batch 64] [--T 1000] [--repeats 3]
-                               [--threads 2] [--cut 0.5] [--impls st-exact st-sparse snntorch]
+                               [--threads 2] [--cut 0.5 1.0] [--impls st-exact st-sparse snntorch]
 """
 from __future__ import annotations
 
@@ -82,13 +83,22 @@ class Timers:
 WREC_SCALE = 0.2
 
 
+def cut_of(name: str, default: float) -> float | None:
+    """The sparse-backward cut of implementation ``name`` (``st-sparse0.5``: 0.5; plain
+    ``st-sparse``: ``default``; None for the exact ones)."""
+    if not name.startswith("st-sparse"):
+        return None
+    rest = name[len("st-sparse"):]
+    return float(rest) if rest else default
+
+
 def build(name: str, H: int, cut: float, seed: int = 0):
     """``(model, loss(x, y))`` for implementation ``name`` at width ``H``."""
     torch.manual_seed(seed)
     if name.startswith("st-"):
         m = RSNN(peers.N_IN, H, peers.N_OUT, tau_mem=peers.TAU, tau_out=peers.TAU, readout="max",
                  keep_membrane=name != "st-exact",
-                 sparse_backward=cut if name == "st-sparse" else None)
+                 sparse_backward=cut_of(name, cut))
         with torch.no_grad():
             for layer in m.layers:
                 layer.w_rec.mul_(WREC_SCALE)
@@ -161,7 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cut", type=float, default=0.5,
+    ap.add_argument("--cut", type=float, nargs="+", default=[0.5],
                     help="sparse backward: |v - thr| / thr beyond which the surrogate is 0")
     ap.add_argument("--impls", nargs="+", default=IMPLS)
     ap.add_argument("--wrec-scale", type=float, default=WREC_SCALE,
@@ -171,10 +181,13 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     WREC_SCALE = a.wrec_scale
     torch.set_num_threads(a.threads)
+    names = []
+    for p in a.impls:  # one sparse row per cut
+        names += [f"st-sparse{c}" for c in a.cut] if p == "st-sparse" and len(a.cut) > 1 else [p]
     impls = []
-    for p in a.impls:
+    for p in names:
         try:
-            build(p, 8, a.cut)
+            build(p, 8, a.cut[0])
             impls.append(p)
         except ImportError as e:
             print(f"skipping {p}: {e}")
@@ -186,7 +199,7 @@ def main(argv=None) -> int:
         for B in a.batch:
             peers.BATCH = B
             x, y = peers.data(a.T)
-            steps = {p: make_step(p, H, a.cut, x, y)[2] for p in impls}
+            steps = {p: make_step(p, H, a.cut[0], x, y)[2] for p in impls}
             times = {p: [] for p in impls}
             cpu = {p: [] for p in impls}
             split = {p: {} for p in impls}
@@ -206,7 +219,8 @@ def main(argv=None) -> int:
             mm = {p: (None if a.no_profile or not p.startswith("st-") else matmul_seconds(steps[p]))
                   for p in impls}
             del steps
-            cos = grad_cosine(H, a.cut, x, y) if "st-sparse" in impls else (None, None, None)
+            cos = {p: grad_cosine(H, cut_of(p, a.cut[0]), x, y) for p in impls
+                   if p.startswith("st-sparse")}
             for p in impls:
                 r_snn = med[p] / med["snntorch"] if "snntorch" in med else float("nan")
                 r_pl = med[p] / med["plain"] if "plain" in med else float("nan")
@@ -216,14 +230,14 @@ def main(argv=None) -> int:
                            csnn=c_snn, cplain=c_pl,
                            fwd=split[p].get("forward"), bwd=split[p].get("backward"),
                            kern=statistics.median(kern[p]) if p.startswith("st-") else None,
-                           mm=mm[p], cos=cos if p == "st-sparse" else None)
+                           mm=mm[p], cos=cos.get(p))
                 rows.append(row)
                 print(f"  H={H:5d} B={B:3d} {p:10s} {med[p]:7.3f} s/step  /snntorch {r_snn:5.2f}x"
                       f"  /plain {r_pl:5.2f}x  cpu {cmed[p]:7.3f} s ({c_snn:5.2f}x, {c_pl:5.2f}x)  fwd {row['fwd']:.3f} bwd {row['bwd']:.3f}"
                       + (f"  kernels {row['kern']:.3f}" if row["kern"] is not None else "")
                       + (f"  matmul {row['mm']:.3f}" if row["mm"] is not None else "")
-                      + (f"  cos {cos[0]:.4f} (W_rec {cos[1]:.4f}), inside cut {cos[2]:.1%}"
-                         if row["cos"] else ""), flush=True)
+                      + (f"  cos {row['cos'][0]:.4f} (W_rec {row['cos'][1]:.4f}), inside cut "
+                         f"{row['cos'][2]:.1%}" if row["cos"] else ""), flush=True)
     print()
     print("| H | B | implementation | s/step | / snnTorch | / plain | CPU s/step | CPU / snnTorch | "
           "CPU / plain | forward s | backward s | kernels s | matmul s | "
