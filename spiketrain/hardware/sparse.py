@@ -142,13 +142,17 @@ class SparseIndex:
         return F.embedding_bag(self.cols, weight_t, self._row_offsets, mode="sum",
                                per_sample_weights=self.vals)
 
-    def grad_weight(self, grad_out: Tensor) -> Tensor:
-        """``grad_out^T @ x``: ``grad_out [R, n_out] -> [n_out, n_in]``."""
+    def grad_weight(self, grad_out: Tensor, out: Tensor | None = None) -> Tensor:
+        """``grad_out^T @ x``: ``grad_out [R, n_out] -> [n_out, n_in]``. ``out``: a contiguous
+        ``[n_in, n_out]`` accumulator to add ``(grad_out^T @ x)^T`` into instead (returned
+        transposed, compiled path only: see :func:`scatter_grad`)."""
         n_in = self.shape[1]
+        if out is not None and self.nnz == 0:
+            return out.t()
         if self.nnz == 0:
             return grad_out.new_zeros(grad_out.shape[1], n_in)
         if available(grad_out):
-            return scatter_grad(self.rows, self.cols, self.vals, grad_out, n_in)
+            return scatter_grad(self.rows, self.cols, self.vals, grad_out, n_in, out=out)
         idx = torch.stack([self.cols.long(), self.rows.long()])
         vals = self.vals if self.vals is not None else grad_out.new_ones(self.nnz)
         xt = torch.sparse_coo_tensor(idx, vals.to(grad_out.dtype), (n_in, self.shape[0]),
@@ -279,12 +283,13 @@ def nonzero_index(x: Tensor, binary: bool | None = None):
 
 
 def scatter_grad(rows: Tensor, cols: Tensor, vals: Tensor | None, g: Tensor,
-                 n_in: int) -> Tensor:
+                 n_in: int, out: Tensor | None = None) -> Tensor:
     """``g^T @ x`` for a sparse ``x`` given by ``(rows, cols, vals)`` (CPU): ``g [R, H] ->
-    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator). Rows of the
-    accumulator (input units) run in parallel over ``torch.get_num_threads()`` threads,
-    bit-identical to one."""
-    gT = torch.zeros(n_in, g.shape[1], dtype=g.dtype)
+    [H, n_in]`` (a transposed view of a contiguous ``[n_in, H]`` accumulator: a new one, or
+    ``out`` added into in place, which saves a fresh accumulator and a strided add per
+    call). Rows of the accumulator (input units) run in parallel over
+    ``torch.get_num_threads()`` threads, bit-identical to one."""
+    gT = torch.zeros(n_in, g.shape[1], dtype=g.dtype) if out is None else out
     has = vals is not None
     vn = _np(vals.to(g.dtype)) if has else np.empty(0, dtype=_np(g).dtype)
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, n_in))

@@ -73,10 +73,16 @@ class LayerInput:
             return self.index(t0, t1, x).project(w_in, self._wt).view(n, B, -1)
         return project(self.block(t0, t1, x, w_in.dtype), w_in, "dense")
 
-    def grad_weight(self, t0: int, t1: int, x: Tensor | None, g: Tensor) -> Tensor:
-        """``sum_t g_t^T x_t`` over the block: ``g [n, B, H] -> [H, n_in]``."""
+    def grad_weight(self, t0: int, t1: int, x: Tensor | None, g: Tensor,
+                    acc_t: Tensor | None = None) -> Tensor | None:
+        """``sum_t g_t^T x_t`` over the block: ``g [n, B, H] -> [H, n_in]``; with ``acc_t``
+        (contiguous ``[n_in, H]``, sparse mode on CPU) it is added into ``acc_t`` instead and
+        None is returned."""
         g2 = g.reshape(-1, g.shape[-1])
         if self.mode == "sparse":
+            if acc_t is not None:
+                self.index(t0, t1, x).grad_weight(g2, out=acc_t)
+                return None
             return self.index(t0, t1, x).grad_weight(g2)
         xb = self.block(t0, t1, x, g.dtype)
         return g2.t() @ xb.reshape(-1, xb.shape[-1])
@@ -217,6 +223,9 @@ class _FusedLayer(torch.autograd.Function):
         g_win = torch.zeros_like(w_in) if need_win else None
         g_wrec = torch.zeros_like(w_rec) if (w_rec is not None and need_wrec) else None
         g_wrec_t = None  # transposed accumulator of the compiled scatter
+        # the input weight gradient's transposed accumulator (sparse input, compiled scatter)
+        g_win_t = (torch.zeros(w_in.shape[1], w_in.shape[0], dtype=dt)
+                   if need_win and inp.mode == "sparse" and available(w_in) else None)
         g_x = torch.empty(T, B, w_in.shape[1], dtype=dt, device=dev) if need_x else None
         wt = w_rec.t() if spec.recurrent else None
         # LIF subtract: d v_t / d z_{t-1} = W_rec^T - theta I, folded into one matrix
@@ -343,11 +352,15 @@ class _FusedLayer(torch.autograd.Function):
             elif g_wrec is not None:
                 g_wrec += gI.reshape(-1, H).t() @ zprev.reshape(-1, H)
             if g_win is not None:
-                g_win += inp.grad_weight(t0, t1, x, gI)
+                gw = inp.grad_weight(t0, t1, x, gI, g_win_t)
+                if gw is not None:
+                    g_win += gw
             if g_x is not None:
                 g_x[t0:t1] = gI @ w_in
         if g_wrec_t is not None:
             g_wrec += g_wrec_t.t()
+        if g_win_t is not None:
+            g_win += g_win_t.t()
         ga0 = ca if spec.alif else None
         gz0 = cz if cz is not None else zeros
         return (g_x, g_win, g_wrec, cv, ga0, gz0) + (None,) * 9
