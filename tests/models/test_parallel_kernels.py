@@ -108,3 +108,51 @@ def test_input_scatter_threads(threads, binary):
     one, many = _both(threads, lambda: scatter_grad(rows, cols, vals, g, 70))
     assert torch.equal(one, many)
     assert torch.allclose(one, g.t() @ x, atol=1e-5)
+
+
+def test_sparse_backward_kernel_matches_dense_recursion_across_blocks(threads):
+    """The neuron-major product over the active neurons, carried over several calls (blocks),
+    equals the dense recursion ``gv = gz sg + cv``, ``cz = gv W_back`` written in torch."""
+    torch.manual_seed(4)
+    n, B, H, beta = 30, 6, 45, 0.9
+    gz = torch.randn(3 * n, B, H, dtype=torch.float64)
+    sg = torch.rand(3 * n, B, H, dtype=torch.float64) * (torch.rand(3 * n, B, H) < 0.15)
+    w_back = torch.randn(H, H, dtype=torch.float64) * 0.2
+    cv0 = torch.randn(B, H, dtype=torch.float64)
+    P0 = cv0 @ w_back  # outside run(): torch's matmul may round differently per thread count
+
+    def run():
+        cv, cz, P = cv0.clone(), torch.zeros(B, H, dtype=torch.float64), P0.clone()
+        gI = torch.empty(3 * n, B, H, dtype=torch.float64)
+        for t0 in (2 * n, n, 0):  # blocks in reverse, state carried between calls
+            lif_numba.lif_backward_sparse(gz[t0:t0 + n], sg[t0:t0 + n], w_back, cv, cz, P,
+                                          gI[t0:t0 + n], beta, 1.0)
+        return gI, cv, cz
+    one, many = _both(threads, run)
+    for p, q in zip(one, many):
+        assert torch.equal(p, q)
+    cv, cz = cv0.clone(), torch.zeros(B, H, dtype=torch.float64)
+    ref = torch.empty_like(gz)
+    for t in range(3 * n - 1, -1, -1):  # cz_{t-1} = gv_t W_back, cv = beta gv_t
+        gv = (gz[t] + cz) * sg[t] + cv
+        ref[t] = gv
+        cz, cv = gv @ w_back, beta * gv
+    assert torch.allclose(one[0], ref, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(one[2], cz, rtol=1e-12, atol=1e-12)
+
+
+def test_input_scatter_accumulates_into_out(threads):
+    torch.manual_seed(5)
+    x1, x2 = ((torch.rand(120, 60) < 0.05).float() for _ in range(2))
+    g1, g2 = torch.randn(120, 33), torch.randn(120, 33)
+    i1, i2 = nonzero_index(x1, True), nonzero_index(x2, True)
+
+    def run():
+        acc = torch.zeros(60, 33)
+        scatter_grad(*i1, g1, 60, out=acc)
+        back = scatter_grad(*i2, g2, 60, out=acc)
+        assert back.data_ptr() == acc.data_ptr()
+        return acc
+    one, many = _both(threads, run)
+    assert torch.equal(one, many)
+    assert torch.allclose(one.t(), g1.t() @ x1 + g2.t() @ x2, atol=1e-5)
