@@ -90,14 +90,17 @@ class LayerInput:
 
 def _membrane(spec: LIFSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor | None,
               z: Tensor, spikes_out: Tensor, block: int, starts: list | None = None,
-              kept: tuple | None = None, cut: float | None = None):
+              kept: tuple | None = None, cut: float | None = None,
+              z_out: Tensor | None = None):
     """Forward loop (no autograd). ``current(t0, t1)`` gives the input current of a block
     ``[t1 - t0, B, H]`` (computed a block at a time to bound memory). Writes spikes (bool)
     into ``spikes_out [T, B, H]``; returns the final ``(v, a, z)``. On CPU the steps of a
     block run in one compiled call (:mod:`.lif_numba`) and, given a list ``starts``, the
     state ``(v, a)`` at the start of each block after the first is appended to it; given
     ``kept = (vs, thrs, sg)`` (``[T, B, H]`` tensors or None) the kernel also writes the
-    membrane, threshold and surrogate derivative (zero where ``|x| > cut``) of every step."""
+    membrane, threshold and surrogate derivative (zero where ``|x| > cut``) of every step;
+    given ``z_out [T, B, H]`` (float) the compiled kernel also writes the spikes into it as
+    0/1 floats (no separate conversion pass)."""
     T = spikes_out.shape[0]
     if available(v, w_rec):
         wt = w_rec.detach().t().contiguous() if spec.recurrent else None
@@ -112,6 +115,8 @@ def _membrane(spec: LIFSpec, current, w_rec: Tensor | None, v: Tensor, a: Tensor
                 out_v=None if kept[0] is None else kept[0][t0:t1],
                 out_thr=None if kept[1] is None else kept[1][t0:t1],
                 out_sg=kept[2][t0:t1], surrogate=spec.surrogate, scale=scale, cut=cut)
+            if z_out is not None:
+                outs["out_z"] = z_out[t0:t1]
             lif_numba.membrane_block(current(t0, t1), wt, v, a, z, spikes_out[t0:t1],
                                      **outs, **spec.kernel_args())
         return v, a, z
@@ -169,8 +174,10 @@ class _FusedLayer(torch.autograd.Function):
             kept = (new() if spec.reset != "subtract" else None,
                     new() if spec.alif else None, new())
         starts = [] if (storage != "bits" and grad and not keep) else None
+        # on the compiled path the kernel writes the float spikes the layer returns
+        z_all = torch.empty(T, B, H, dtype=dtype) if available(w_in, w_rec, v0) else None
         v, a, z = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
-                            w_rec, v0, a0, z0, spikes, block, starts, kept, cut)
+                            w_rec, v0, a0, z0, spikes, block, starts, kept, cut, z_all)
         ctx.n_starts = len(starts) if starts else 0
         ck_t = [t for st in (starts or []) for t in st if t is not None]
         store = SpikeStore(spikes, storage)
@@ -189,7 +196,8 @@ class _FusedLayer(torch.autograd.Function):
                               *ck_t, *kept_t)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
-        z_all = spikes.to(dtype)
+        if z_all is None:
+            z_all = spikes.to(dtype)
         return (z_all, v) + ((a,) if spec.alif else ())
 
     @staticmethod

@@ -39,7 +39,7 @@ if numba is not None:
     # surrogate loops from vectorising); the divisors here are never zero
     @jit(error_model="numpy")
     def _membrane_rows(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg,
-                       sgk, b0, b1):
+                       sgk, zs, b0, b1):
         # batch rows b0:b1, all steps; element-wise ops over the rows' contiguous [M] slice
         # (one long vectorised loop), so one call over every row is the one-thread kernel
         n, B, H = cur.shape
@@ -51,6 +51,7 @@ if numba is not None:
         keep_v = vs.shape[0] > 0
         keep_t = thrs.shape[0] > 0
         keep_s = sg.shape[0] > 0
+        keep_z = zs.shape[0] > 0
         v1, z1 = v[b0:b1].reshape(M), z[b0:b1].reshape(M)
         a1 = a[b0:b1].reshape(M) if alif else v1
         Bc = b1 - b0
@@ -150,10 +151,12 @@ if numba is not None:
                         s1[i] = (v1[i] - thr[i]) / thr0 > zero
             for i in range(M):
                 z1[i] = one if s1[i] else zero
+            if keep_z:  # the spikes as floats (what the layer returns)
+                zs[k, b0:b1].reshape(M)[:] = z1
 
     @jit(parallel=True, error_model="numpy")
     def _membrane(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs, thrs, sg, sgk,
-                  nchunk):
+                  zs, nchunk):
         # batch rows are independent: nchunk ranges of rows, one per thread
         B = cur.shape[1]
         width = (B + nchunk - 1) // nchunk
@@ -162,7 +165,7 @@ if numba is not None:
             b1 = min(B, b0 + width)
             if b1 > b0:
                 _membrane_rows(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs,
-                               thrs, sg, sgk, b0, b1)
+                               thrs, sg, sgk, zs, b0, b1)
 
     @jit
     def _rec_grad_rows(gT, zprev, g, j0, j1):
@@ -298,7 +301,7 @@ def membrane_block(cur: torch.Tensor, w_rec_t: torch.Tensor | None, v: torch.Ten
                    keep_thr: bool = False, out_v: torch.Tensor | None = None,
                    out_thr: torch.Tensor | None = None, out_sg: torch.Tensor | None = None,
                    surrogate: str = "fast_sigmoid", scale: float = 25.0,
-                   cut: float | None = None):
+                   cut: float | None = None, out_z: torch.Tensor | None = None):
     """Run ``n`` steps of a LIF/ALIF layer from state ``(v, a, z)`` (``[B, H]`` each, updated
     in place; pass copies). ``cur [n, B, H]`` input current; ``w_rec_t [H, H]`` is
     ``W_rec^T`` contiguous (None: no recurrence); ``spikes [n, B, H]`` bool, written
@@ -306,7 +309,8 @@ def membrane_block(cur: torch.Tensor, w_rec_t: torch.Tensor | None, v: torch.Ten
     after each step ``[n, B, H]`` when asked for (``keep_v``/``keep_thr``, or written into
     ``out_v``/``out_thr``), else None. ``out_sg [n, B, H]``: written with the surrogate
     derivative ``g((v - thr) / threshold) / threshold`` of ``surrogate`` (slope ``scale``),
-    zero where ``|v - thr| / threshold > cut`` (sparse backward; None: never). Batch rows
+    zero where ``|v - thr| / threshold > cut`` (sparse backward; None: never). ``out_z
+    [n, B, H]`` (float, optional): written with the spikes as 0/1 floats. Batch rows
     run in parallel on :func:`threads` threads, each with the one-thread arithmetic."""
     n, B, H = cur.shape
     dt = cur.dtype
@@ -321,7 +325,8 @@ def membrane_block(cur: torch.Tensor, w_rec_t: torch.Tensor | None, v: torch.Ten
     args = (_np(cur.contiguous()), wt, _np(v), _np(a) if alif else np.empty((0, 0), dtype=npdt),
             _np(z), _np(spikes), c, reset == "subtract", alif, w_rec_t is not None, replay,
             _np(vs) if vs is not None else empty, _np(thrs) if thrs is not None else empty,
-            _np(out_sg) if out_sg is not None else empty, SURROGATES[surrogate])
+            _np(out_sg) if out_sg is not None else empty, SURROGATES[surrogate],
+            _np(out_z) if out_z is not None else empty)
     nt = min(threads(), B)
     if nt > 1:
         _membrane(*args, nt)
