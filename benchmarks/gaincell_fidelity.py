@@ -50,7 +50,37 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--load", metavar="PATH", help="start from a saved reference (no training)")
     p.add_argument("--cal-batch", type=int, default=None,
                    help="samples in the fixed calibration batch (default --batch)")
+    p.add_argument("--scaler-fit-steps", type=int, default=0,
+                   help="diagnostic, not calibration: from the calibrated model, train the "
+                        "scalers' a, b alone by gradient for this many steps (what any a, b-only "
+                        "adaptation could reach); 0: skip")
     return p.parse_args(argv)
+
+
+def scaler_fit(model, train, task, steps: int, batch: int, lr: float, seed: int) -> float:
+    """Adam on every scaler's ``a`` and ``b`` only (all other weights frozen) over ``steps``
+    training batches; returns the last training loss."""
+    from spiketrain.data import SpikeLoader
+
+    ab = [p for s in model.scalers() for p in (s.a, s.b)]
+    keep = {p: p.requires_grad for p in model.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in ab:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(ab, lr=lr)
+    loader = SpikeLoader(train, batch, shuffle=True, seed=seed + 5)
+    loss = torch.tensor(math.nan)
+    model.train()
+    for b in itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps):
+        x, y = task.split(b)
+        loss = task.loss(model, model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for p, r in keep.items():
+        p.requires_grad_(r)
+    return float(loss)
 
 
 def main(argv=None) -> int:
@@ -92,6 +122,7 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
     if args.save:
         torch.save(model.state_dict(), args.save)
+    reference_state = {k: v.clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     out = adapt(model, train, test, task, kind="gaincell", reference=args.reference,
                 batch_size=args.batch, stats_batches=args.stats_batches,
@@ -100,6 +131,19 @@ def main(argv=None) -> int:
                 log=None)
     out.update(train_seconds=train_s, adapt_seconds=time.perf_counter() - t0,
                settings=vars(args))
+    if args.scaler_fit_steps:   # the same calibration again, then a, b by gradient
+        model.load_state_dict(reference_state)
+        model.set_attention(args.reference)
+        bound = adapt(model, train, test, task, kind="gaincell", reference=args.reference,
+                      batch_size=args.batch, stats_batches=args.stats_batches,
+                      eval_batches=args.eval_batches, seed=args.seed,
+                      calibration_batch=args.cal_batch, log=None)
+        scaler_fit(model, train, task, args.scaler_fit_steps, args.batch, 3e-3, args.seed)
+        loader = SpikeLoader(test, args.batch, shuffle=False)
+        out["ppl_scaler_fit"] = perplexity(model, task, loader, args.eval_batches)
+        out["scaler_fit_gap_closed"] = ((out["ppl_converted"] - out["ppl_scaler_fit"])
+                                        / (out["ppl_converted"] - out["ppl_reference"]))
+        out["scaler_fit_start_ppl"] = bound["ppl_calibrated"]   # = ppl_calibrated: same start
     rows = [(f"reference ({args.reference})", out["ppl_reference"]),
             ("gaincell, converted (no adaptation)", out["ppl_converted"]),
             ("gaincell, calibrated (a, b only)", out["ppl_calibrated"])]
@@ -117,6 +161,10 @@ def main(argv=None) -> int:
     print(f"conversion gap {100 * gap:+.2f}% perplexity; closed by calibration alone: "
           f"{100 * out['gap_closed']:.1f}% (target >= 80%)"
           + ("; a gap under 1% makes that share noisy" if gap < 0.01 else ""))
+    if "ppl_scaler_fit" in out:
+        print(f"diagnostic (not calibration): scalers a, b alone trained by gradient for "
+              f"{args.scaler_fit_steps} steps from the calibrated model: test ppl "
+              f"{out['ppl_scaler_fit']:.3f}, {100 * out['scaler_fit_gap_closed']:.1f}% of the gap")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

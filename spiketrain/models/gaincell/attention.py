@@ -95,12 +95,13 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, decay=None,
 
 def gaincell_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, decay: Tensor,
                        nonlinear: bool = False, adc: Quantizer = OUT_ADC,
-                       array: int = hw.ARRAY) -> Tensor:
+                       array: int = hw.ARRAY, factor: Tensor | None = None) -> Tensor:
     """Gain-cell attention (eq. 1-4 of :mod:`.hardware`), no softmax, no 1/sqrt(d):
     ``phi(S)`` from the first product, then per array of ``array`` key columns the second
     product, clamped and quantised by ``adc``, summed over arrays. Shapes as
-    :func:`softmax_attention`; ``decay [n, N]`` holds ``D``; ``N`` is a multiple of ``array``."""
-    p = hw.phi(hw.scores(q, k, decay, mask, nonlinear))
+    :func:`softmax_attention`; ``decay [n, N]`` holds ``D``; ``N`` is a multiple of ``array``;
+    ``factor``: the linear model's masked ``19.3 D`` if kept by the caller."""
+    p = hw.phi(hw.scores(q, k, decay, mask, nonlinear, factor))
     return adc(hw.array_sums(p, v, decay, nonlinear, array)).sum(-3)
 
 
@@ -135,6 +136,7 @@ class WindowAttention(nn.Module):
         self.register_buffer("band_mask", (dist >= 0) & (dist < window), persistent=False)
         self.register_buffer("band_dist", dist.clamp(min=0), persistent=False)
         self._decay_cache: dict = {}
+        self._factor_cache: dict = {}
 
     def band_decay(self, dtype: torch.dtype) -> Tensor:
         """``D [64, M + 64]`` of the band (computed in float64, cached per dtype/device)."""
@@ -142,6 +144,18 @@ class WindowAttention(nn.Module):
         if key not in self._decay_cache:
             self._decay_cache = {key: hw.decay_matrix(self.band_dist, self.lam, dtype)}
         return self._decay_cache[key]
+
+    def linear_factor(self, decay: Tensor, mask: Tensor, r0: int, a: int) -> Tensor:
+        """:func:`hw.linear_factor` of this block's ``decay``/``mask`` rows, kept per row range
+        and start (one tensor for every full block past the first window: autograd saves it
+        once, not per block)."""
+        key = (decay.dtype, decay.device, self.lam, r0, mask.shape[0], max(0, self.window - a))
+        f = self._factor_cache.get(key)
+        if f is None:
+            if len(self._factor_cache) >= 512:
+                self._factor_cache.clear()
+            f = self._factor_cache[key] = hw.linear_factor(decay, mask)
+        return f
 
     def set_kind(self, kind: str) -> None:
         if kind not in KINDS:
@@ -192,8 +206,10 @@ class WindowAttention(nn.Module):
         if self.kind == "softmax":
             y = softmax_attention(q, kb, vb, mask)
         else:
-            y = gaincell_attention(q, kb, vb, mask, decay, nonlinear=self.kind == "gaincell",
-                                   adc=self._quantizers()[2], array=self.array)
+            nonlinear = self.kind == "gaincell"
+            factor = None if nonlinear else self.linear_factor(decay, mask, r0, a)
+            y = gaincell_attention(q, kb, vb, mask, decay, nonlinear=nonlinear,
+                                   adc=self._quantizers()[2], array=self.array, factor=factor)
         y = self.out(y, rows)
         y = y.transpose(1, 2).reshape(h.shape[0], n, self.n_embd)
         M = self.window

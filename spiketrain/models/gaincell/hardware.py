@@ -79,17 +79,25 @@ def surrogate(forward: Tensor, linear: Tensor) -> Tensor:
     return linear + (forward - linear).detach()
 
 
-def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool) -> Tensor:
+def linear_factor(decay: Tensor, mask: Tensor) -> Tensor:
+    """``19.3 * D`` where visible, 0 where masked (``[n, N]``): eq. 1's factor with the mask
+    folded in."""
+    return torch.where(mask, AMP * decay, decay.new_zeros(()))
+
+
+def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool,
+           factor: Tensor | None = None) -> Tensor:
     """First product ``S [..., n, N]`` from pulses ``q [..., n, d]`` and stored keys
     ``k [..., N, d]``; ``decay``/``mask`` ``[n, N]`` (mask False -> score 0).
 
-    Linear: eq. 1. Nonlinear: eq. 4 summed over the head dimension, with the decay's i-th
-    power on the i-th power of ``(k - 0.45)`` and the eq. 1 gradient.
+    Linear: eq. 1 (``factor``: :func:`linear_factor` of ``decay, mask`` if the caller keeps
+    it). Nonlinear: eq. 4 summed over the head dimension, with the decay's i-th power on the
+    i-th power of ``(k - 0.45)`` and the eq. 1 gradient.
     """
     kc = k - OFFSET
     m1 = q @ kc.transpose(-1, -2)
-    if not nonlinear:   # the mask folded into the small [n, N] factor: 0 where masked
-        return m1 * torch.where(mask, AMP * decay, decay.new_zeros(()))
+    if not nonlinear:
+        return m1 * (linear_factor(decay, mask) if factor is None else factor)
     lin = AMP * m1 * decay
     if nonlinear:
         c = power_weights()
