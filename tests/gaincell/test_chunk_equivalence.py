@@ -9,6 +9,17 @@ M = 128
 KINDS = ["linear_gaincell", "gaincell", "softmax"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: a multi-threaded BLAS may split a product differently from one
+    call to the next (with dynamic threading, under load), and the float32 outputs here are
+    compared bit for bit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make(kind, dtype=torch.float32, seed=0, **kw):
     torch.manual_seed(seed)
     m = GainCellGPT(n_layer=2, n_head=2, n_embd=16, window=M, attention=kind, **kw).to(dtype)
