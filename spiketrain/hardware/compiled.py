@@ -64,3 +64,12 @@ def jit(fn=None, **options):
     opts = dict(cache=True, nogil=True, boundscheck=False)
     opts.update(options)
     return numba.njit(**opts)(fn) if fn is not None else numba.njit(**opts)
+
+
+@jit
+def chunk_range(ch, n, nchunk):
+    """``(lo, hi)``: the ``ch``-th of ``nchunk`` contiguous ranges splitting ``0..n`` (the
+    rows one thread of a parallel kernel owns; empty when ``lo >= hi``)."""
+    width = (n + nchunk - 1) // nchunk
+    lo = ch * width
+    return lo, min(n, lo + width)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .compiled import as_numpy as _np
-from .compiled import available, jit, numba
+from .compiled import available, chunk_range, jit, numba
 
 MODES = ("auto", "sparse", "dense")
 
@@ -257,10 +257,8 @@ def _scatter_rows(gT, rows, cols, vals, g, has_vals, c0, c1):
 def _scatter(gT, rows, cols, vals, g, has_vals, nchunk):
     # the accumulator's rows split in nchunk ranges, one per thread
     N = gT.shape[0]
-    width = (N + nchunk - 1) // nchunk
     for ch in numba.prange(nchunk):
-        c0 = ch * width
-        c1 = min(N, c0 + width)
+        c0, c1 = chunk_range(ch, N, nchunk)
         if c1 > c0:
             _scatter_rows(gT, rows, cols, vals, g, has_vals, c0, c1)
 

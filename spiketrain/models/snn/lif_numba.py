@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ...hardware.compiled import as_numpy as _np
-from ...hardware.compiled import jit, numba
+from ...hardware.compiled import chunk_range, jit, numba
 
 # surrogate kinds of the compiled e-prop kernel (see .surrogates for the formulas)
 SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
@@ -159,10 +159,8 @@ if numba is not None:
                   zs, nchunk):
         # batch rows are independent: nchunk ranges of rows, one per thread
         B = cur.shape[1]
-        width = (B + nchunk - 1) // nchunk
         for ch in numba.prange(nchunk):
-            b0 = ch * width
-            b1 = min(B, b0 + width)
+            b0, b1 = chunk_range(ch, B, nchunk)
             if b1 > b0:
                 _membrane_rows(cur, wt, v, a, z, spikes, c, sub, alif, recurrent, replay, vs,
                                thrs, sg, sgk, zs, b0, b1)
@@ -182,10 +180,8 @@ if numba is not None:
     def _rec_grad(gT, zprev, g, nchunk):
         # nchunk ranges of accumulator rows, one per thread
         J = zprev.shape[2]
-        width = (J + nchunk - 1) // nchunk
         for ch in numba.prange(nchunk):
-            j0 = ch * width
-            j1 = min(J, j0 + width)
+            j0, j1 = chunk_range(ch, J, nchunk)
             if j1 > j0:
                 _rec_grad_rows(gT, zprev, g, j0, j1)
 
@@ -278,10 +274,8 @@ if numba is not None:
     def _lif_back_sparse(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, nchunk):
         # batch rows are independent: nchunk ranges of rows, one per thread
         B = gz.shape[1]
-        width = (B + nchunk - 1) // nchunk
         for ch in numba.prange(nchunk):
-            b0 = ch * width
-            b1 = min(B, b0 + width)
+            b0, b1 = chunk_range(ch, B, nchunk)
             if b1 > b0:
                 _lif_back_rows(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, b0, b1)
 
