@@ -120,20 +120,7 @@ def generate_sample(rng: np.random.Generator, label: int, pat: ClassPatterns, n_
             units = np.repeat(ch, rng.poisson(gain * signal_rate * area * profile))
             ts.append(rng.normal(t0, event_width, units.size))
             us.append(units)
-    t = np.concatenate(ts)
-    u = np.concatenate(us)
-    keep = (t >= 0) & (t < duration)
-    t, u = t[keep], u[keep]
-    if resolution:
-        n_grid = int(np.ceil(duration / resolution))
-        k = np.minimum(np.floor(t / resolution).astype(np.int64), n_grid - 1)
-        key = unique_keys(k * n_in + u, n_grid * n_in)   # one spike per (grid point, unit)
-        k, u = key // n_in, key % n_in
-        t = k * resolution
-    else:
-        order = np.argsort(t, kind="stable")
-        t, u = t[order], u[order]
-    return t.astype(np.float32), u.astype(np.uint16)
+    return _on_grid(np.concatenate(ts), np.concatenate(us), duration, n_in, resolution)
 
 
 def generate_interval_sample(rng: np.random.Generator, label: int, intervals, n_in: int,
