@@ -4,12 +4,12 @@ the URI; Ray Train's checkpoints go to the same URI."""
 from __future__ import annotations
 
 import io
-import textwrap
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from run_configs import staged_config
 from spiketrain.launch.cli import main
 from spiketrain.trainer.storage import RunStorage
 
@@ -24,10 +24,7 @@ trainer: {epochs: 1, batch_size: 8, lr: 0.01, progress: false, threads: 1}
 
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPIKETRAIN_STAGE_DIR", str(tmp_path / "stage"))
-    p = tmp_path / "tiny.yaml"
-    p.write_text(textwrap.dedent(TINY).replace("CACHE", str(tmp_path / "cache")))
-    return p
+    return staged_config(tmp_path, monkeypatch, TINY)
 
 
 def _rows(store: RunStorage) -> list[dict]:

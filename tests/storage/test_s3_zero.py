@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import shutil
-import textwrap
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from run_configs import staged_config
 from spiketrain.launch.cli import main
 from spiketrain.trainer.storage import RunStorage
 
@@ -29,10 +29,7 @@ ZERO2 = ["--set", "trainer.engine=deepspeed", "--set", "deepspeed.zero_stage=2"]
 
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPIKETRAIN_STAGE_DIR", str(tmp_path / "stage"))
-    p = tmp_path / "tiny.yaml"
-    p.write_text(textwrap.dedent(TINY).replace("CACHE", str(tmp_path / "cache")))
-    return p
+    return staged_config(tmp_path, monkeypatch, TINY)
 
 
 def _rows(data: bytes) -> list[dict]:
