@@ -42,4 +42,3 @@ def bucket(s3_env):
                            access_key="testing", secret_key="testing", region="us-east-1")
     fs.create_dir(name)
     return name
-
