@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
-import json
-import os
 import statistics
 import tempfile
 import time
@@ -30,8 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import spiketrain as st
-from spiketrain.data import DataConfig, SHDDataset, build_datasets
-from spiketrain.data.synthetic import make_synthetic_shd
+from spiketrain.data import DataConfig, build_datasets
 from spiketrain.models import RSNN
 from spiketrain.models.resolution import METHODS, PROPOSED, adapt
 from spiketrain.models.snn import adlif as _adlif  # noqa: F401  (registers "adlif")
@@ -44,34 +40,17 @@ def intervals(args) -> list[float]:
     return [args.interval_min / 1000 * args.interval_ratio ** c for c in range(args.classes)]
 
 
-def interval_files(args) -> tuple[str, str]:
-    """Train and test files of the interval task (cached by their parameters)."""
-    kw = dict(n_classes=args.classes, n_in=args.n_in, duration_s=args.duration,
-              intervals=intervals(args), event_width=args.event_width, jitter=args.jitter,
-              signal_rate=args.signal_rate, band_width=args.band_width, n_bands=6)
-    paths = []
-    for split, n, seed in (("train", args.n_train, 2 * args.seed), ("test", args.n_test,
-                                                                   2 * args.seed + 1)):
-        key = hashlib.sha1(json.dumps(dict(kw, n=n, seed=seed), sort_keys=True).encode())
-        path = os.path.join(args.cache, f"interval_{split}_{key.hexdigest()[:12]}.h5")
-        if not os.path.isfile(path):
-            make_synthetic_shd(path, n_samples=n, seed=seed, class_seed=args.seed, **kw)
-        paths.append(path)
-    return paths[0], paths[1]
-
-
 def data(args, dt_ms: float):
-    """(train, test) datasets of the same spike files binned at ``dt_ms``."""
+    """(train, test) datasets of the same spike files binned at ``dt_ms`` (``--binning``)."""
     T = int(round(args.duration * 1000 / dt_ms))
+    kw = dict(kind="synthetic", T=T, dt=dt_ms / 1000, duration=args.duration,
+              n_train=args.n_train, n_test=args.n_test, n_classes=args.classes, n_in=args.n_in,
+              n_bands=6, seed=args.seed, cache_dir=args.cache, event_width=args.event_width,
+              jitter=args.jitter, binning=args.binning)
     if args.task == "interval":
-        kw = dict(T=T, dt=dt_ms / 1000, n_in=args.n_in, n_classes=args.classes)
-        train_path, test_path = interval_files(args)
-        return SHDDataset(train_path, **kw), SHDDataset(test_path, **kw)
-    cfg = DataConfig(kind="synthetic", T=T, dt=dt_ms / 1000, duration=args.duration,
-                     n_train=args.n_train, n_test=args.n_test, n_classes=args.classes,
-                     n_in=args.n_in, n_bands=6, seed=args.seed, cache_dir=args.cache,
-                     event_width=args.event_width, jitter=args.jitter)
-    return build_datasets(cfg)
+        kw.update(intervals=intervals(args), signal_rate=args.signal_rate,
+                  band_width=args.band_width)
+    return build_datasets(DataConfig(**kw))
 
 
 def make_model(args, neuron: str, dt_ms: float) -> RSNN:
@@ -162,7 +141,10 @@ def main(argv=None) -> int:
                    help="Hz per channel at a volley's peak, interval task")
     p.add_argument("--band-width", type=int, default=100,
                    help="channels of a volley's band per 700 inputs, interval task")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--binning", choices=("binary", "count"), default="binary",
+                   help="binary: a unit's spikes in one step count once; count: spikes per step "
+                        "(input totals independent of the step)")
+    p.add_argument("--seed", type=int, default=0, help="data and initial weights")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cost", action="store_true", help="skip the train-coarse/deploy-fine table")
     p.add_argument("--cost-only", action="store_true", help="only the train-coarse/deploy-fine table")
@@ -178,8 +160,8 @@ def main(argv=None) -> int:
     print(f"## Zero-shot resolution adaptation (trained at {args.train_dt:g} ms, "
           f"{args.epochs} epochs, {args.n_train} train / {args.n_test} test samples, "
           f"{args.classes} classes, {task}, {args.duration:g} s samples, hidden {args.hidden})\n")
-    print(f"rate penalty {args.rate_penalty:g}, lr {args.lr:g}, recurrent RSNN, readout mean, "
-          f"BPTT\n")
+    print(f"rate penalty {args.rate_penalty:g}, lr {args.lr:g}, {args.binning} binning, seed "
+          f"{args.seed}, recurrent RSNN, readout mean, BPTT\n")
     if not args.cost_only:
         fidelity(args)
     if not args.no_cost:

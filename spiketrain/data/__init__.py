@@ -13,13 +13,17 @@ from .synthetic import cached_synthetic_shd, class_patterns, make_synthetic_shd
 def synthetic_params(cfg: DataConfig, split: str) -> dict:
     """Generator parameters of the ``split`` ("train" / "test") file for ``cfg``."""
     n = cfg.n_train if split == "train" else cfg.n_test
-    return dict(n_samples=n, n_classes=cfg.n_classes, n_in=cfg.n_in,
-                duration_s=cfg.sample_duration, seed=cfg.seed * 2 + (split == "test"),
-                class_seed=cfg.seed, n_events=cfg.n_events, n_formants=cfg.n_formants,
-                n_bands=cfg.n_bands, band_width=cfg.band_width, resolution=cfg.resolution,
-                noise_rate=cfg.noise_rate, signal_rate=cfg.signal_rate,
-                event_width=cfg.event_width, jitter=cfg.jitter,
-                channel_jitter=cfg.channel_jitter)
+    params = dict(n_samples=n, n_classes=cfg.n_classes, n_in=cfg.n_in,
+                  duration_s=cfg.sample_duration, seed=cfg.seed * 2 + (split == "test"),
+                  class_seed=cfg.seed, n_events=cfg.n_events, n_formants=cfg.n_formants,
+                  n_bands=cfg.n_bands, band_width=cfg.band_width, resolution=cfg.resolution,
+                  noise_rate=cfg.noise_rate, signal_rate=cfg.signal_rate,
+                  event_width=cfg.event_width, jitter=cfg.jitter,
+                  channel_jitter=cfg.channel_jitter)
+    if cfg.intervals is not None:   # the interval task (absent otherwise: same cache keys)
+        del params["channel_jitter"]
+        params["intervals"] = list(cfg.intervals)
+    return params
 
 
 def synthetic_paths(cfg: DataConfig) -> tuple[str, str | None]:
@@ -41,7 +45,7 @@ def build_datasets(cfg: DataConfig) -> tuple[SHDDataset, SHDDataset | None]:
     if isinstance(cfg, dict):
         cfg = DataConfig(**cfg)
     cfg.validate()
-    kw = dict(T=cfg.T, dt=cfg.dt, n_in=cfg.n_in, n_classes=cfg.n_classes)
+    kw = dict(T=cfg.T, dt=cfg.dt, n_in=cfg.n_in, n_classes=cfg.n_classes, binning=cfg.binning)
     if cfg.kind == "synthetic":
         train_path, test_path = synthetic_paths(cfg)
         train = SHDDataset(train_path, **kw)

@@ -9,6 +9,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 KINDS = ("synthetic", "shd")
+BINNINGS = ("binary", "count")
 
 
 @dataclass
@@ -16,7 +17,9 @@ class DataConfig:
     """Where the spikes come from and how they are binned.
 
     Binning: a spike at time ``t`` seconds goes to step ``floor(t / dt)``; steps ``>= T`` are
-    dropped, several spikes of one unit in one step count once (binary input).
+    dropped; several spikes of one unit in one step count once (``binning: binary``, the
+    default) or add up (``binning: count``: the input total of a sample does not depend on
+    ``dt``).
     """
 
     kind: str = "synthetic"          # "synthetic" (generated SHD-format files) | "shd" (real files)
@@ -32,6 +35,7 @@ class DataConfig:
     cache_dir: str = "data_cache"    # where generated files are written (keyed by parameters)
     sparse: bool = False             # loader yields SparseSpikes instead of dense float32
     max_samples: int = 0             # kind shd: read at most this many samples per file (0: all)
+    binning: str = "binary"          # "binary" (0/1 per step and unit) | "count" (spikes per step)
     # synthetic generator knobs (see spiketrain/data/synthetic.py)
     duration: float | None = None    # seconds per synthetic sample (None: T * dt)
     resolution: float | None = 0.001  # spike-time grid of generated files, s (None: continuous)
@@ -45,6 +49,10 @@ class DataConfig:
     event_width: float = 0.06        # std of an event's time profile, seconds
     jitter: float = 0.04             # std of per-sample event time jitter, seconds
     channel_jitter: int = 2          # max per-sample shift of the bands, channels
+    intervals: list | None = None    # interval task: one interval (s) per class between
+                                     # n_events volleys on one of max(1, n_bands) bands drawn
+                                     # per sample (event_width, jitter, signal_rate,
+                                     # band_width apply; channel_jitter does not)
 
     def __post_init__(self):
         self.validate()
@@ -77,6 +85,13 @@ class DataConfig:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                   or not v > 0):
                 bad(key, f"must be a positive number of seconds or null, got {v!r}")
+        if self.binning not in BINNINGS:
+            bad("binning", f"unknown binning {self.binning!r}; use one of {', '.join(BINNINGS)}")
+        if self.binning == "count" and self.sparse:
+            bad("binning", "count binning needs dense batches (sparse spike batches are "
+                           "binary); set data.sparse: false or data.binning: binary")
+        if self.intervals is not None:
+            self._check_intervals(bad)
         if self.dt > 10:
             bad("dt", f"is in seconds; {self.dt} s per step is surely a unit mistake (SHD: 0.01)")
         if self.kind == "synthetic":
@@ -97,6 +112,26 @@ class DataConfig:
                     bad(key, f"file not found: {p!r}; download SHD (shd_train.h5 / shd_test.h5) "
                              f"and point data.{key} at it")
         return self
+
+    def _check_intervals(self, bad) -> None:
+        iv = self.intervals
+        if self.kind != "synthetic":
+            bad("intervals", "is a synthetic-data option (the interval task); remove it for "
+                             f"kind {self.kind}")
+        if not isinstance(iv, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in iv):
+            bad("intervals", f"must be a list of numbers (seconds), got {iv!r}")
+        if len(iv) != self.n_classes or min(iv) <= 0:
+            bad("intervals", f"needs one positive interval (seconds) per class: {self.n_classes} "
+                             f"values, got {list(iv)!r}")
+        if max(iv) > 10:
+            bad("intervals", f"are in seconds; {max(iv)} s is surely a unit mistake")
+        span = (self.n_events - 1) * max(iv) + 6 * self.event_width
+        if span >= self.sample_duration:
+            bad("intervals", f"{self.n_events} volleys {max(iv):g} s apart (plus 3 event widths "
+                             f"each side) need more than {span:g} s; samples last "
+                             f"{self.sample_duration:g} s (raise data.duration or data.T)")
+        self.intervals = [float(v) for v in iv]
 
     @property
     def sample_duration(self) -> float:

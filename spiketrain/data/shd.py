@@ -8,9 +8,12 @@ The published layout (one file per partition)::
     extra/...      optional metadata (speaker, keys, meta_info)
 
 Each sample is binned to ``T`` steps of ``dt`` seconds: step ``floor(t / dt)``; spikes at
-``t >= T * dt`` are dropped; several spikes of one unit in one step count once. Samples stay
-sparse in memory (one flat int32 key ``step * n_in + unit`` per spike, CSR over samples) and
-are densified a batch at a time by :meth:`SHDDataset.get_batch`.
+``t >= T * dt`` are dropped. ``binning="binary"`` (default): several spikes of one unit in
+one step count once. ``binning="count"``: a step holds the number of spikes of the unit in
+it, so a sample's input total does not depend on ``dt`` (what a change of time step needs:
+``spiketrain.models.resolution`` treats inputs as counts per step). Samples stay sparse in
+memory (one flat int32 key ``step * n_in + unit`` per spike, repeated per spike for counts,
+CSR over samples) and are densified a batch at a time by :meth:`SHDDataset.get_batch`.
 """
 from __future__ import annotations
 
@@ -39,8 +42,13 @@ def unique_keys(keys: np.ndarray, size: int) -> np.ndarray:
     return a[np.concatenate(([True], a[1:] != a[:-1]))] if a.size else a
 
 
-def bin_spikes(times, units, T: int, dt: float, n_in: int) -> np.ndarray:
-    """Binary-binned keys ``step * n_in + unit`` (sorted, unique, int64) of one sample.
+BINNINGS = ("binary", "count")
+
+
+def bin_spikes(times, units, T: int, dt: float, n_in: int, count: bool = False) -> np.ndarray:
+    """Binned keys ``step * n_in + unit`` (sorted, int64) of one sample: unique (binary
+    binning), or one key per spike (``count=True``: a key repeats as often as the unit fires
+    in that step).
 
     ``times`` in seconds, ``units`` channel ids < ``n_in``. Spikes at ``t < 0`` or in a step
     ``>= T`` are dropped.
@@ -56,6 +64,8 @@ def bin_spikes(times, units, T: int, dt: float, n_in: int) -> np.ndarray:
     fsteps = np.floor(t / dt + EDGE_TOL)
     keep = np.isfinite(t) & (t >= 0) & (fsteps >= 0) & (fsteps < T)
     steps = fsteps[keep].astype(np.int64)
+    if count:
+        return np.sort(steps * n_in + u[keep])
     return unique_keys(steps * n_in + u[keep], T * n_in)
 
 
@@ -130,10 +140,13 @@ def _short(e: BaseException) -> str:
 
 
 class SHDDataset:
-    """Samples of an SHD-format HDF5 file, binned to ``[T, n_in]`` binary spike trains.
+    """Samples of an SHD-format HDF5 file, binned to ``[T, n_in]`` spike trains (binary, or
+    spike counts per step with ``binning="count"``).
 
-    ``ds[i] -> (SparseSpikes [T, 1, n_in], label: int)``;
-    ``ds.get_batch(indices, sparse=False) -> (x [T, B, n_in] float32 | SparseSpikes, labels [B])``.
+    ``ds[i] -> (SparseSpikes [T, 1, n_in], label: int)`` (count binning: a dense float32
+    ``[T, 1, n_in]`` tensor of counts, since ``SparseSpikes`` is binary);
+    ``ds.get_batch(indices, sparse=False) -> (x [T, B, n_in] float32 | SparseSpikes, labels [B])``
+    (``sparse=True`` is binary only).
 
     Args:
         path: the HDF5 file.
@@ -141,12 +154,18 @@ class SHDDataset:
         n_in: input channels; a unit id ``>= n_in`` is an error.
         n_classes: classes; ``None`` = ``max(label) + 1``. A label ``>= n_classes`` is an error.
         max_samples: read only the first ``max_samples`` samples (``None``/0: all).
+        binning: ``"binary"`` (a unit's spikes in one step count once) or ``"count"`` (the
+            number of its spikes in the step).
     """
 
     def __init__(self, path: str | os.PathLike, T: int = 100, dt: float = 0.01, n_in: int = 700,
-                 n_classes: int | None = None, max_samples: int | None = None):
+                 n_classes: int | None = None, max_samples: int | None = None,
+                 binning: str = "binary"):
         if T <= 0 or dt <= 0:
             raise ValueError(f"T and dt must be positive, got T={T}, dt={dt}")
+        if binning not in BINNINGS:
+            raise ValueError(f"binning must be one of {', '.join(BINNINGS)}, got {binning!r}")
+        self.binning = binning
         self.path, self.T, self.dt, self.n_in = str(path), int(T), float(dt), int(n_in)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"SHD file not found: {self.path!r}")
@@ -175,7 +194,8 @@ class SHDDataset:
                           f"times", stacklevel=2)
         key_dtype = np.int32 if self.T * self.n_in < 2**31 else np.int64
         with np.errstate(invalid="ignore", over="ignore"):
-            per_sample = [bin_spikes(t, u, self.T, self.dt, self.n_in).astype(key_dtype)
+            per_sample = [bin_spikes(t, u, self.T, self.dt, self.n_in,
+                                     count=binning == "count").astype(key_dtype)
                           for t, u in zip(times, units)]
         lengths = np.fromiter((len(k) for k in per_sample), dtype=np.int64, count=n)
         self.offsets = np.zeros(n + 1, dtype=np.int64)
@@ -196,6 +216,10 @@ class SHDDataset:
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         i = i % len(self)
         k = torch.from_numpy(self.sample_keys(i).astype(np.int64))
+        if self.binning == "count":
+            x = torch.zeros(self.T * self.n_in)
+            x.index_put_((k,), torch.ones(k.numel()), accumulate=True)
+            return x.view(self.T, 1, self.n_in), int(self.labels[i])
         t, u = k // self.n_in, k % self.n_in
         return SparseSpikes(t, torch.zeros_like(t), u, (self.T, 1, self.n_in), check=False), \
             int(self.labels[i])
@@ -204,8 +228,12 @@ class SHDDataset:
         """Batch of samples ``indices``: ``(x, labels [B] int64)``.
 
         ``x`` is dense float32 ``[T, B, n_in]`` (one scatter) or, with ``sparse=True``,
-        ``SparseSpikes [T, B, n_in]`` sorted by time.
+        ``SparseSpikes [T, B, n_in]`` sorted by time (binary binning only). With count
+        binning a step holds the spike count of the unit.
         """
+        if sparse and self.binning == "count":
+            raise ValueError("sparse batches are binary (SparseSpikes); count binning needs "
+                             "dense batches (data.sparse: false)")
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         B = len(idx)
         starts, ends = self.offsets[idx], self.offsets[idx + 1]
@@ -222,16 +250,21 @@ class SHDDataset:
                                 torch.from_numpy(units[order]), (self.T, B, self.n_in),
                                 check=False), labels
         x = torch.zeros(self.T, B, self.n_in)
-        x.view(-1)[torch.from_numpy((steps * B + batch) * self.n_in + units)] = 1.0
+        flat = torch.from_numpy((steps * B + batch) * self.n_in + units)
+        if self.binning == "count":
+            x.view(-1).index_put_((flat,), torch.ones(flat.numel()), accumulate=True)
+        else:
+            x.view(-1)[flat] = 1.0
         return x, labels
 
     @property
     def rate(self) -> float:
-        """Mean input spike rate after binning (fraction of step x channel cells)."""
+        """Mean input spike rate after binning: spikes per step x channel cell (binary
+        binning: the fraction of cells that hold a spike)."""
         cells = len(self) * self.T * self.n_in
         return len(self.flat_keys) / cells if cells else 0.0
 
     def __repr__(self) -> str:
         return (f"SHDDataset({os.path.basename(self.path)!r}, n={len(self)}, T={self.T}, "
                 f"dt={self.dt}, n_in={self.n_in}, n_classes={self.n_classes}, "
-                f"rate={self.rate:.4f})")
+                f"binning={self.binning!r}, rate={self.rate:.4f})")
