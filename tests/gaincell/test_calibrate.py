@@ -217,14 +217,15 @@ def test_ddp_lowest_loss_rank_broadcasts(tmp_path):
     assert any(not torch.allclose(p, q) for p, q in zip(mine, outs[0]["params"]))
 
 
-def test_real_gaincell_gpt_calibrates_below_threshold():
-    """The gaincell_gpt model itself: softmax reference -> gaincell, every per-head
+@pytest.mark.parametrize("reference", ["softmax", "linear_gaincell"])
+def test_real_gaincell_gpt_calibrates_below_threshold(reference):
+    """The gaincell_gpt model itself: softmax or linear reference -> gaincell, every per-head
     statistic within 1e-4 on the fixed batch (measured afresh), only a and b changed, and
     the calibrated logits closer to the reference's than the converted ones."""
     from spiketrain.models.gaincell import GainCellGPT
 
     torch.manual_seed(0)
-    model = GainCellGPT(n_layer=2, n_head=2, n_embd=32, window=64, attention="softmax")
+    model = GainCellGPT(n_layer=2, n_head=2, n_embd=32, window=64, attention=reference)
     with torch.no_grad():                 # projections large enough to use the cells' range
         for blk in model.h:
             blk.attn.c_attn.weight.normal_(0, 0.3)

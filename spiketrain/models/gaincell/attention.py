@@ -49,7 +49,12 @@ class Scaler(nn.Module):
         self._acc: list[Tensor] | None = None
 
     def forward(self, x: Tensor, rows: slice = slice(None)) -> Tensor:
-        y = x * self.a.view(1, -1, 1, 1) + self.b.view(1, -1, 1, 1)
+        a, b = self.a.view(1, -1, 1, 1), self.b.view(1, -1, 1, 1)
+        if torch.is_grad_enabled() and (x.requires_grad or self.a.requires_grad
+                                        or self.b.requires_grad):
+            y = x * a + b
+        else:
+            y = (x * a).add_(b)      # same values, one tensor less
         if self.tracking:
             with torch.no_grad():
                 yv = y.detach()[:, :, rows].to(torch.float64)
@@ -95,14 +100,19 @@ def softmax_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, decay=None,
 
 def gaincell_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, decay: Tensor,
                        nonlinear: bool = False, adc: Quantizer = OUT_ADC,
-                       array: int = hw.ARRAY, factor: Tensor | None = None) -> Tensor:
+                       array: int = hw.ARRAY,
+                       factors: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Gain-cell attention (eq. 1-4 of :mod:`.hardware`), no softmax, no 1/sqrt(d):
     ``phi(S)`` from the first product, then per array of ``array`` key columns the second
     product, clamped and quantised by ``adc``, summed over arrays. Shapes as
     :func:`softmax_attention`; ``decay [n, N]`` holds ``D``; ``N`` is a multiple of ``array``;
-    ``factor``: the linear model's masked ``19.3 D`` if kept by the caller."""
-    p = hw.phi(hw.scores(q, k, decay, mask, nonlinear, factor))
-    return adc(hw.array_sums(p, v, decay, nonlinear, array)).sum(-3)
+    ``factors``: the linear model's :func:`hw.linear_factors` of ``decay, mask`` if kept by
+    the caller."""
+    if not nonlinear:
+        sums = hw.linear_array_sums(q, k, v, factors or hw.linear_factors(decay, mask), array)
+    else:
+        sums = hw.array_sums(hw.phi(hw.scores(q, k, decay, mask, True)), v, decay, True, array)
+    return adc(sums).sum(-3)
 
 
 class WindowAttention(nn.Module):
@@ -145,16 +155,17 @@ class WindowAttention(nn.Module):
             self._decay_cache = {key: hw.decay_matrix(self.band_dist, self.lam, dtype)}
         return self._decay_cache[key]
 
-    def linear_factor(self, decay: Tensor, mask: Tensor, r0: int, a: int) -> Tensor:
-        """:func:`hw.linear_factor` of this block's ``decay``/``mask`` rows, kept per row range
-        and start (one tensor for every full block past the first window: autograd saves it
+    def linear_factors(self, decay: Tensor, mask: Tensor, r0: int,
+                       a: int) -> tuple[Tensor, Tensor]:
+        """:func:`hw.linear_factors` of this block's ``decay``/``mask`` rows, kept per row range
+        and start (one pair for every full block past the first window: autograd saves it
         once, not per block)."""
         key = (decay.dtype, decay.device, self.lam, r0, mask.shape[0], max(0, self.window - a))
         f = self._factor_cache.get(key)
         if f is None:
             if len(self._factor_cache) >= 512:
                 self._factor_cache.clear()
-            f = self._factor_cache[key] = hw.linear_factor(decay, mask)
+            f = self._factor_cache[key] = hw.linear_factors(decay, mask)
         return f
 
     def set_kind(self, kind: str) -> None:
@@ -207,9 +218,9 @@ class WindowAttention(nn.Module):
             y = softmax_attention(q, kb, vb, mask)
         else:
             nonlinear = self.kind == "gaincell"
-            factor = None if nonlinear else self.linear_factor(decay, mask, r0, a)
+            factors = None if nonlinear else self.linear_factors(decay, mask, r0, a)
             y = gaincell_attention(q, kb, vb, mask, decay, nonlinear=nonlinear,
-                                   adc=self._quantizers()[2], array=self.array, factor=factor)
+                                   adc=self._quantizers()[2], array=self.array, factors=factors)
         y = self.out(y, rows)
         y = y.transpose(1, 2).reshape(h.shape[0], n, self.n_embd)
         M = self.window

@@ -85,6 +85,28 @@ def linear_factor(decay: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, AMP * decay, decay.new_zeros(()))
 
 
+def linear_factors(decay: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The linear model's constants folded into two ``[n, N]`` factors: ``19.3 D / S_sat``
+    where visible (0 where masked), so ``phi(S) = clamp(Q (K - 0.45)^T * f1, 0, 1)``
+    (eq. 1, 2), and ``19.3 D / 40``, so eq. 3 is ``(phi(S) * f2) (V - 0.45)``."""
+    return (torch.where(mask, (AMP / S_SAT) * decay, decay.new_zeros(())),
+            (AMP / A_DIV) * decay)
+
+
+def linear_array_sums(q: Tensor, k: Tensor, v: Tensor, factors: tuple[Tensor, Tensor],
+                      array: int = ARRAY) -> Tensor:
+    """The linear model's two products (eq. 1-3) at once, before the ADC:
+    ``q [..., n, d]``, ``k, v [..., N, d]``, ``factors`` from :func:`linear_factors`
+    -> ``[..., N/array, n, d]``; equal to ``array_sums(phi(scores(...)), ...)`` up to
+    rounding (the constants are multiplied in once, and in place where no graph is kept)."""
+    f1, f2 = factors
+    m1 = q @ (k - OFFSET).transpose(-1, -2)
+    vc = v - OFFSET
+    if torch.is_grad_enabled() and (m1.requires_grad or vc.requires_grad):
+        return _tiled((m1 * f1).clamp(0.0, 1.0) * f2, vc, array)
+    return _tiled(m1.mul_(f1).clamp_(0.0, 1.0).mul_(f2), vc, array)   # same values
+
+
 def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool,
            factor: Tensor | None = None) -> Tensor:
     """First product ``S [..., n, N]`` from pulses ``q [..., n, d]`` and stored keys

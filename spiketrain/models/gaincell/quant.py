@@ -67,7 +67,7 @@ class Quantizer:
         k_lo, k_hi = self._k_range()
         if torch.is_grad_enabled() and x.requires_grad:
             return _RoundSTE.apply(x, self.step, k_lo, k_hi)
-        return torch.round(x / self.step).clamp_(k_lo, k_hi).mul_(self.step)  # same values
+        return x.div_(self.step).round_().clamp_(k_lo, k_hi).mul_(self.step)  # same values, in place
 
     def off(self) -> "Quantizer":
         return Quantizer(self.lo, self.hi, self.levels, False)
