@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import tempfile
 import time
@@ -55,19 +56,31 @@ def data(args, dt_ms: float):
 
 def make_model(args, neuron: str, dt_ms: float) -> RSNN:
     torch.manual_seed(args.seed)
+    opts = {}
+    if args.tau_mem_range and neuron == "adlif":
+        opts["tau_mem_range"] = tuple(args.tau_mem_range)
     return RSNN(n_in=args.n_in, hidden=args.hidden, n_out=args.classes, neuron=neuron,
                 dt=dt_ms, tau_mem=20.0, tau_out=20.0, tau_adapt=200.0, readout="mean",
-                surrogate="superspike", input_gain=3.0 if neuron != "adlif" else 6.0)
+                surrogate="superspike", input_gain=(3.0 if neuron != "adlif" else 6.0)
+                * args.input_scale, neuron_options=opts or None)
 
 
-def forward(model, x):
+def forward(model, x, bursts: bool = False):
     """``x [T, B, n_in]`` -> (outputs ``[T, B, C]``, mean spikes per step of each hidden
-    neuron ``[H]``): the plain step loop (autograd, i.e. BPTT)."""
-    state, outs, rate = model.init_state(x.shape[1]), [], 0.0
+    neuron ``[H]``): the plain step loop (autograd, i.e. BPTT). ``bursts=True`` adds the mean
+    per step of each neuron's spikes on two consecutive steps ``[H]`` (a neuron firing at
+    every step: a rate the step caps)."""
+    state, outs, rate, burst, prev = model.init_state(x.shape[1]), [], 0.0, 0.0, None
     for x_t in x.unbind(0):
         state, o = model.step(state, x_t)
         outs.append(o)
-        rate = rate + torch.cat([h[-1].mean(0) for h in state[:-1]])
+        z = torch.cat([h[-1] for h in state[:-1]], -1)
+        rate = rate + z.mean(0)
+        if bursts and prev is not None:
+            burst = burst + (z * prev).mean(0)
+        prev = z
+    if bursts:
+        return torch.stack(outs), rate / x.shape[0], burst / x.shape[0]
     return torch.stack(outs), rate / x.shape[0]
 
 
@@ -85,9 +98,10 @@ def train(args, neuron: str, dt_ms: float):
         loader.set_epoch(epoch)
         for x, y in loader:
             t0 = time.perf_counter()
-            out, rate = forward(model, x)
+            out, rate, burst = forward(model, x, bursts=True)
             per10 = rate * (10.0 / dt_ms)
-            loss = F.cross_entropy(model.logits(out), y) + args.rate_penalty * (per10 ** 2).mean()
+            loss = (F.cross_entropy(model.logits(out), y) + args.rate_penalty * (per10 ** 2).mean()
+                    + args.burst_penalty * burst.mean())
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -130,6 +144,10 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--rate-penalty", type=float, default=100.0,
                    help="weight of the mean squared firing rate (spikes per 10 ms)")
+    p.add_argument("--burst-penalty", type=float, default=0.0,
+                   help="weight of the mean fraction of neuron-steps that follow a spike with a "
+                        "spike (firing at every step: a rate capped by the step, which no "
+                        "change of step can carry over)")
     p.add_argument("--event-width", type=float, default=0.06, help="s, synthetic events")
     p.add_argument("--jitter", type=float, default=0.04, help="s, synthetic event jitter")
     p.add_argument("--task", choices=("order", "interval"), default="order",
@@ -145,6 +163,11 @@ def main(argv=None) -> int:
                    help="binary: a unit's spikes in one step count once; count: spikes per step "
                         "(input totals independent of the step)")
     p.add_argument("--seed", type=int, default=0, help="data and initial weights")
+    p.add_argument("--tau-mem-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="ms, initial adlif membrane time constants (default 5-25)")
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="factor on the input gain (count binning gives larger inputs)")
+    p.add_argument("--json", default=None, help="also write the fidelity results here")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cost", action="store_true", help="skip the train-coarse/deploy-fine table")
     p.add_argument("--cost-only", action="store_true", help="only the train-coarse/deploy-fine table")
@@ -160,7 +183,7 @@ def main(argv=None) -> int:
     print(f"## Zero-shot resolution adaptation (trained at {args.train_dt:g} ms, "
           f"{args.epochs} epochs, {args.n_train} train / {args.n_test} test samples, "
           f"{args.classes} classes, {task}, {args.duration:g} s samples, hidden {args.hidden})\n")
-    print(f"rate penalty {args.rate_penalty:g}, lr {args.lr:g}, {args.binning} binning, seed "
+    print(f"rate penalty {args.rate_penalty:g}, burst penalty {args.burst_penalty:g}, lr {args.lr:g}, {args.binning} binning, seed "
           f"{args.seed}, recurrent RSNN, readout mean, BPTT\n")
     if not args.cost_only:
         fidelity(args)
@@ -192,6 +215,14 @@ def fidelity(args) -> None:
                 agree[(neuron, t, m)] = (float((pred == ref_pred).float().mean()),
                                          rate / max(ref_rate, 1e-9))
         results[neuron] = (src, row)
+        if args.json:
+            record = {"neuron": neuron, "source": src, "seed": args.seed, "task": args.task,
+                      "binning": args.binning, "acc": {f"{t:g} {m}": v for (t, m), v in row.items()},
+                      "agree": {f"{t:g} {m}": agree[(neuron, t, m)][0] for (t, m) in row},
+                      "rate": {f"{t:g} {m}": agree[(neuron, t, m)][1] for (t, m) in row},
+                      "args": {k: v for k, v in vars(args).items() if k != "cache"}}
+            with open(args.json, "a") as f:
+                f.write(json.dumps(record) + "\n")
         cells = " | ".join(f"{100 * row[(t, m)]:.1f}" for t in args.targets for m in METHODS)
         print(f"| {neuron} | {100 * src:.1f} | {cells} |", flush=True)
     print("\nSame samples, same spikes in time: agreement of the predicted class with the source "

@@ -19,22 +19,25 @@ spike count per step (binned spikes, recurrent spikes), so it scales with the st
     response over a step for a spike count spread uniformly over the coarser step. Exact
     for the linear part at the common times for a constant rate, the identity at ``r = 1``,
     composes (``S -> T -> S`` returns the parameters).
-``expectation``  (named for the paper's second proposed method; definition derived here)
+``expectation``  (stands for the paper's second proposed method; name and definition ours)
     ``A_T = A_S ** r``, ``B_T = B_S``: each spike keeps its charge, so the expected drive per
     unit of real time is kept to first order in ``dt / tau`` (the count per step scales with
     ``r`` as the leak per step ``1 - a ** r ~ r (1 - a)`` does). The first-order limit of
     the integral method's input term; composes.
-``euler``  (named for the paper's third proposed method; definition derived here)
+``euler``  (stands for the paper's third proposed method; name and definition ours)
     first-order (forward Euler) re-discretisation of both terms: ``A_T = I + r (A_S - I)``,
     ``B_T = B_S``; keeps the steady state for a constant rate exactly, first-order
     transients; composes (linear in ``r``); refused when a decay would turn <= 0.
 
-Provenance: the text of the paper available when this was written gave its abstract (three
+Provenance: the text of the paper that could be read (the arXiv HTML pages of v1 and v3
+up to the start of the introduction, and a third-party review) gives its abstract (three
 proposed methods from the SNN <-> SSM mapping, and the reference method of scaling the time
-constant only) and the integral method's state term ``H_v,T = H_v,S ** rho``; the input
-terms of all three, the definitions of ``expectation`` and ``euler`` and their names beyond
-"integral approximation" are reconstructed from the state-space view and were not checked
-against the paper's equations (no equation numbers are cited for that reason).
+constant only), the name "integral approximation" and that method's state term
+``H_v,T = H_v,S ** rho``. Nothing read gives the other two methods' names or equations, nor
+any method's input term, and no code by the authors for this paper was found. The input terms
+of all three, the definitions of ``expectation`` and ``euler`` and those two names are
+reconstructed from the state-space view and are not the paper's equations (no equation
+numbers are cited for that reason).
 
 A bias (a value held every step, not a count) maps with ``r`` times the count gain:
 ``(1 - a_T) / (1 - a_S)`` (integral), ``r`` (expectation, euler), 1 (baseline, none).

@@ -103,3 +103,30 @@ def test_run_config_keeps_the_sample_duration_and_parses_steps(trained):
     assert parse_dt("500us") == pytest.approx(5e-4)
     with pytest.raises(ConfigError):
         parse_dt("-1ms")
+
+
+def test_adapt_keeps_count_binning_and_the_interval_task(tmp_path, capsys):
+    """A run on the interval task with count binning: the adapted run reads the same files,
+    binned at the new step with the same input totals."""
+    from spiketrain.data import build_datasets
+    from spiketrain.launch.commands._trained import run_config
+    run = tmp_path / "run"
+    extra = ["--set", "data.intervals=[0.02, 0.04, 0.08]", "--set", "data.binning=count",
+             "--set", "data.event_width=0.006", "--set", "data.jitter=0.002",
+             "--set", "data.duration=0.3", "--set", "data.T=30", "--set", "data.n_bands=4",
+             "--set", "data.signal_rate=800.0", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert main(["train", "configs/shd_rsnn.yaml", *BASE, *extra, "--out", str(run)]) == 0
+    out = tmp_path / "fine"
+    assert main(["adapt", str(run), "--dt", "5ms", "--method", "integral", "--out",
+                 str(out)]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())["data"]
+    assert cfg["binning"] == "count" and cfg["intervals"] == [0.02, 0.04, 0.08]
+    assert cfg["T"] == 60 and cfg["dt"] == pytest.approx(0.005)
+    _, src = build_datasets(run_config(run)[0].data)
+    _, fine = build_datasets(run_config(out)[0].data)
+    assert src.path == fine.path                   # the same spike files
+    xs, _ = src.get_batch(range(len(src)))
+    xf, _ = fine.get_batch(range(len(fine)))
+    assert float(xs.max()) > 1 and float(xs.sum()) == float(xf.sum())
+    torch.testing.assert_close(xf.view(30, 2, *xf.shape[1:]).sum(1), xs, rtol=0, atol=0)
+    assert 0.0 <= _eval(out, capsys)["test_acc"] <= 1.0
