@@ -2,9 +2,12 @@
 
 For every case: exit status 2, at most two lines on stderr, no "Traceback", no new folder
 in the working directory or where ``--out`` pointed, and no file of an earlier run changed.
-Cases run a few at a time (each process pays the torch import).
+The cases in ``FRESH`` run as the installed ``spiketrain`` console script in a new
+interpreter; the others run in processes forked, after the imports, from one interpreter that
+imported the CLI once (``cli_forks.py``), so ~40 processes do not each pay the torch import.
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -202,6 +205,12 @@ CASES = {
 }
 
 
+# these run as the real console script in a fresh interpreter (a config file, a class path,
+# a snapshot, an SHD file, Ray)
+FRESH = ("config_binary", "model_os_system", "snapshot_malicious", "shd_damaged_header",
+         "ray_unreachable")
+
+
 # cheap config mistakes: the same checks, in this process
 IN_PROCESS = {
     "offload_scratch_without_disk_tier": lambda w: _train("--strategy", "offload")(w) + [
@@ -230,29 +239,61 @@ def _flatten(argv, w):
     return out
 
 
-def _run(name, w):
+ENV = {**os.environ, "SPIKETRAIN_DEBUG": "", "RAY_ADDRESS": ""}
+
+
+def _cwd(name, w):
     cwd = w["dir"] / "cwd" / name
     cwd.mkdir(parents=True)
+    return cwd
+
+
+def _run(name, w):
+    """One case as the console script in a new interpreter."""
+    cwd = _cwd(name, w)
     argv = _flatten(CASES[name](w), w)
     exe = Path(sys.executable).with_name("spiketrain")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "spiketrain.launch.cli"]
-    env = {**os.environ, "SPIKETRAIN_DEBUG": "", "RAY_ADDRESS": ""}
     t0 = time.monotonic()
     r = subprocess.run(cmd + argv, cwd=cwd, capture_output=True, text=True, timeout=240,
-                       stdin=subprocess.DEVNULL, env=env)
+                       stdin=subprocess.DEVNULL, env=ENV)
     return name, argv, r, sorted(os.listdir(cwd)), time.monotonic() - t0
+
+
+def _run_forked(names, w):
+    """The cases ``names``, each in a process forked from one interpreter (cli_forks.py)."""
+    cases = [{"name": n, "argv": _flatten(CASES[n](w), w), "cwd": str(_cwd(n, w)),
+              "env": ENV} for n in names]
+    script = Path(__file__).with_name("cli_forks.py")
+    r = subprocess.run([sys.executable, str(script), "2"], input=json.dumps(cases),
+                       capture_output=True, text=True, timeout=480, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = []
+    for res, case in zip(sorted(json.loads(r.stdout), key=lambda x: names.index(x["name"])),
+                         cases):
+        done = subprocess.CompletedProcess(case["argv"], res["returncode"], res["stdout"],
+                                           res["stderr"])
+        out.append((case["name"], case["argv"], done, sorted(os.listdir(case["cwd"])),
+                    res["seconds"]))
+    return out
 
 
 def test_table_has_forty_cases():
     assert len(CASES) >= 40 and len(CASES) + len(IN_PROCESS) >= 50
+    assert set(FRESH) <= set(CASES)
 
 
-@pytest.mark.timeout(600)     # ~50 processes that each import torch: ~1.5 min on 2 idle cores
+@pytest.mark.timeout(600)
 def test_bad_inputs_exit_2_with_one_line(world):
     before = {k: _tree(world["dir"] / k) for k in ("earlier", "snap_trunc", "snap_evil")}
+    forked = [n for n in CASES if n not in FRESH]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda n: _run(n, world), CASES))
+        fresh = pool.map(lambda n: _run(n, world), FRESH)
+        results = list(fresh)
+    results += _run_forked(forked, world)
     problems = []
+    print(f"fresh {sum(x[4] for x in results if x[0] in FRESH):.1f} s, forked "
+          f"{sum(x[4] for x in results if x[0] not in FRESH):.1f} s (process seconds)")
     for name, argv, r, left, secs in sorted(results, key=lambda x: -x[4])[:5]:
         print(f"slowest: {name} {secs:.1f} s")
     for name, argv, r, left, _ in results:
