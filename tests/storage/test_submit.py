@@ -1,6 +1,7 @@
 """``spiketrain submit --out s3://...`` against a real ``ray start --head`` on 127.0.0.1 and a
 real S3 endpoint (moto): the job id and the results' location are printed, and the results
-are read back with ``spiketrain report URI`` after the job ends; a cluster whose Python lacks
+are read back with ``spiketrain report URI`` after the job ends (``status`` and ``logs`` of
+the job on the way); a cluster whose Python lacks
 torch ends the job with one line saying so."""
 from __future__ import annotations
 
@@ -62,6 +63,12 @@ def test_submitted_results_on_s3_are_reported(s3_env, bucket, tmp_path, monkeypa
         out = capsys.readouterr().out
         assert "submitted s3-job-1" in out and f"results: {uri}" in out
         assert "job s3-job-1: SUCCEEDED" in out
+        # the job's status and logs, as `spiketrain status/logs` print them
+        assert main(["status", "s3-job-1", "--address", addr]) == 0
+        assert "s3-job-1: SUCCEEDED" in capsys.readouterr().out
+        assert main(["logs", "s3-job-1", "--address", addr]) == 0
+        logs = capsys.readouterr().out
+        assert "epoch 2/2" in logs and "final test accuracy" in logs
     finally:
         _stop(marks, temp)
     # another machine knowing only the URI: the head is gone, the results are not
