@@ -27,6 +27,7 @@ from ...hardware.sparse import SparseIndex, choose_mode
 from . import lif_numba
 from .layer_input import LayerInput
 from .neurons import LIFSpec
+from .readout import leaky_scan, readout_grads, spike_current
 from .surrogates import SURROGATE_GRADS
 
 DEFAULT_BLOCK = 64  # steps per block: bounds backward temporaries to ~10 x [64, B, H] floats
@@ -95,9 +96,9 @@ def surrogate_slope(spec: LIFSpec, vs: Tensor, thrs, cut: float | None) -> Tenso
 
 class _FusedLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_in, w_rec, v0, a0, z0, spec: LIFSpec, inp: LayerInput, storage: str,
-                block: int, B: int, T: int, holder: dict, keep: bool = False,
-                cut: float | None = None):
+    def forward(ctx, x, w_in, w_rec, v0, a0, z0, w_out, b_out, o0, spec: LIFSpec,
+                inp: LayerInput, storage: str, block: int, B: int, T: int, holder: dict,
+                keep: bool = False, cut: float | None = None, kappa: float = 0.0):
         dtype = w_in.dtype
         inp.B = B
         if inp.kind == "dense" and inp.mode == "sparse":
@@ -118,16 +119,19 @@ class _FusedLayer(torch.autograd.Function):
             kept = (new() if spec.reset != "subtract" else None,
                     new() if spec.alif else None, new())
         starts = [] if (storage != "bits" and grad and not keep) else None
-        # on the compiled path the kernel writes the float spikes the layer returns
-        z_all = torch.empty(T, B, H, dtype=dtype) if available(w_in, w_rec, v0) else None
+        # on the compiled path the kernel writes the float spikes the layer returns; with the
+        # readout in this node (w_out given) the layer returns its outputs instead
+        ro = w_out is not None
+        z_all = torch.empty(T, B, H, dtype=dtype) if available(w_in, w_rec, v0) and not ro else None
         v, a, z = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
                             w_rec, v0, a0, z0, spikes, block, starts, kept, cut, z_all)
         ctx.n_starts = len(starts) if starts else 0
         ck_t = [t for st in (starts or []) for t in st if t is not None]
         store = SpikeStore(spikes, storage)
-        inp._wt = inp._wt_key = None  # the forward's transposed weight copy: not kept for backward
+        # the forward's transposed weight copy and row pointer: not kept for backward
+        inp._wt = inp._wt_key = inp._ptr = inp._ptr_of = None
         ctx.spec, ctx.inp, ctx.block, ctx.shape = spec, inp, block, (T, B, H)
-        ctx.storage, ctx.cut = storage, cut
+        ctx.storage, ctx.cut, ctx.kappa, ctx.ro = storage, cut, kappa, ro
         ctx.kept = None if kept is None else tuple(k is not None for k in kept)
         kept_t = [k for k in (kept or ()) if k is not None]
         in_store = inp.store.tensor if inp.kind == "spikes" else None
@@ -136,17 +140,20 @@ class _FusedLayer(torch.autograd.Function):
         inp.cached = None
         x_keep = x if inp.kind == "dense" else None  # binary inputs are kept in their store
         ctx.n_idx, ctx.n_ck = len(idx), len(ck_t)
-        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, *idx,
-                              *ck_t, *kept_t)
+        ctx.save_for_backward(x_keep, w_in, w_rec, z0, store.tensor, v0, a0, in_store, w_out,
+                              *idx, *ck_t, *kept_t)
         # The consumer of these spikes (next layer, readout) saves this same tensor: counted once.
         holder["store"] = store
+        if ro:  # o_t = kappa o_{t-1} + z_t W_out^T + b_out from the bool spikes; z_T for the state
+            outs = leaky_scan(spike_current(spikes, w_out), o0, kappa, b_out)
+            return (outs, v) + ((a,) if spec.alif else ()) + (z,)
         if z_all is None:
             z_all = spikes.to(dtype)
         return (z_all, v) + ((a,) if spec.alif else ())
 
     @staticmethod
-    def backward(ctx, gz_all, gv_T, *ga):
-        x, w_in, w_rec, z0, st, v0, a0, in_st, *rest = ctx.saved_tensors
+    def backward(ctx, g_first, gv_T, *ga):
+        x, w_in, w_rec, z0, st, v0, a0, in_st, w_out, *rest = ctx.saved_tensors
         idx = rest[:ctx.n_idx]
         ck_t = rest[ctx.n_idx:ctx.n_idx + ctx.n_ck]
         kept_t = list(rest[ctx.n_idx + ctx.n_ck:])
@@ -167,10 +174,27 @@ class _FusedLayer(torch.autograd.Function):
         need_x, need_win, need_wrec = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         dev = w_in.device
         zeros = torch.zeros(B, H, dtype=dt, device=dev)
+        g_wout = g_bout = g_o0 = None
+        if ctx.ro:  # readout in this node: dL/dz_t = gu_t W_out, a block at a time
+            *ga, gz_T = ga
+            gu, g_wout, g_bout, g_o0 = readout_grads(
+                g_first, store, w_out, ctx.kappa, ctx.needs_input_grad[6], ctx.needs_input_grad[7])
+            gz_buf = torch.empty(K + 1, B, H, dtype=dt, device=dev)
+        elif g_first is None:
+            g_first = torch.zeros(T, B, H, dtype=dt, device=dev)
+
+        def gz_rows(t0, t1):
+            """dL/dz from outside this layer for steps ``t0:t1``, ``[t1 - t0, B, H]``."""
+            if not ctx.ro:
+                return g_first[t0:t1]
+            g = torch.mm(gu[t0:t1].reshape(-1, gu.shape[-1]), w_out,
+                         out=gz_buf[:t1 - t0].view(-1, H)).view(t1 - t0, B, H)
+            if t1 == T and gz_T is not None:
+                g[-1] += gz_T
+            return g
+
         cv = gv_T.clone(memory_format=torch.contiguous_format) if gv_T is not None else zeros.clone()
         ca = (ga[0] if ga and ga[0] is not None else zeros) if spec.alif else None
-        if gz_all is None:
-            gz_all = torch.zeros(T, B, H, dtype=dt, device=dev)
         cz, cz_full = None, False
         g_win = torch.zeros_like(w_in) if need_win else None
         g_wrec = torch.zeros_like(w_rec) if (w_rec is not None and need_wrec) else None
@@ -270,14 +294,17 @@ class _FusedLayer(torch.autograd.Function):
                 m = beta * (1.0 - zprev)
                 nterm = -beta * vprev
             gI = torch.empty(n, B, H, dtype=dt, device=dev)
+            # the outside gradient of steps t0 - 1 .. t1 - 1 (step t0 - 1: the cross-block addmm)
+            off = 1 if t0 > 0 else 0
+            gzb = gz_rows(t0 - off, t1)
             if sparse_rec:
-                lif_numba.lif_backward_sparse(gz_all[t0:t1], s, w_back, cv, cz, P, gI, beta, thr0)
+                lif_numba.lif_backward_sparse(gzb[off:], s, w_back, cv, cz, P, gI, beta, thr0)
             else:
                 for k in range(n - 1, -1, -1):
                     if cz_full:  # cz already holds gz_all[t] + (grad from step t + 1)
                         gz, cz_full = cz, False
                     else:
-                        gz = gz_all[t0 + k] if cz is None else gz_all[t0 + k] + cz
+                        gz = gzb[off + k] if cz is None else gzb[off + k] + cz
                     if spec.alif:
                         gzs = gz * s[k]
                         gv = torch.add(gzs, cv, out=gI[k])
@@ -290,7 +317,7 @@ class _FusedLayer(torch.autograd.Function):
                     else:
                         gv = torch.addcmul(cv, gz, s[k], out=gI[k])
                         if w_back is not None and nterm is None and t0 + k > 0:
-                            cz, cz_full = torch.addmm(gz_all[t0 + k - 1], gv, w_back), True
+                            cz, cz_full = torch.addmm(gzb[off + k - 1], gv, w_back), True
                         elif w_back is not None:
                             cz = gv @ w_back
                             if nterm is not None:
@@ -315,12 +342,13 @@ class _FusedLayer(torch.autograd.Function):
             g_win += g_win_t.t()
         ga0 = ca if spec.alif else None
         gz0 = cz if cz is not None else zeros
-        return (g_x, g_win, g_wrec, cv, ga0, gz0) + (None,) * 9
+        return (g_x, g_win, g_wrec, cv, ga0, gz0, g_wout, g_bout, g_o0) + (None,) * 10
 
 
 def fused_layer(layer, spec: LIFSpec, h, x, *, in_store: SpikeStore | None = None, sparse=None,
                 mode: str = "auto", storage: str = "bool", block: int = DEFAULT_BLOCK,
-                keep_membrane: bool = False, sparse_backward: float | None = None):
+                keep_membrane: bool = False, sparse_backward: float | None = None,
+                readout: tuple | None = None):
     """Run ``layer`` (with ``spec = layer.kernel_spec()``) over a chunk in one autograd node.
 
     ``x [T, B, n_in]`` dense input (or None with ``sparse`` a SparseSpikes train);
@@ -330,6 +358,10 @@ def fused_layer(layer, spec: LIFSpec, h, x, *, in_store: SpikeStore | None = Non
     ``sparse_backward``: zero the surrogate derivative where ``|v - thr| / threshold``
     exceeds it (:mod:`.sparse_backward`); None keeps the exact gradient.
     Returns ``(h_T, z_all [T, B, H], store)`` where ``store`` holds ``z_all`` in binary form.
+    ``readout = (w_out [C, H], b_out [C] or None, o0 [B, C], kappa)``: the leaky readout
+    ``o_t = kappa o_{t-1} + z_t W_out^T + b_out`` runs in the same node (from the bool spikes,
+    its gradient into the layer a block at a time) and ``o [T, B, C]`` is returned in place
+    of ``z_all``.
     """
     if sparse is not None:
         T, B = sparse.shape[0], sparse.shape[1]
@@ -345,8 +377,9 @@ def fused_layer(layer, spec: LIFSpec, h, x, *, in_store: SpikeStore | None = Non
     a0 = h[1] if spec.alif else None
     holder: dict = {}
     cut = None if sparse_backward is None else float(sparse_backward)
-    outs = _FusedLayer.apply(x, layer.w_in, layer.w_rec, v0, a0, z0, spec, inp, storage, block, B,
-                             T, holder, bool(keep_membrane), cut)
-    z_all = outs[0]
-    h_new = (outs[1], outs[2], z_all[-1]) if spec.alif else (outs[1], z_all[-1])
-    return h_new, z_all, holder["store"]
+    w_out, b_out, o0, kappa = readout if readout is not None else (None, None, None, 0.0)
+    outs = _FusedLayer.apply(x, layer.w_in, layer.w_rec, v0, a0, z0, w_out, b_out, o0, spec, inp,
+                             storage, block, B, T, holder, bool(keep_membrane), cut, float(kappa))
+    z_T = outs[-1] if readout is not None else outs[0][-1]
+    h_new = (outs[1], outs[2], z_T) if spec.alif else (outs[1], z_T)
+    return h_new, outs[0], holder["store"]

@@ -21,12 +21,13 @@ class LayerInput:
         self.kind, self.mode, self.store, self.sparse = kind, mode, store, sparse
         self.cached: SparseIndex | None = None  # whole-chunk index of a dense input
         self.B = 0
+        self._ptr = self._ptr_of = None  # row pointer [R + 1] of ``cached`` (and which index)
 
     def index(self, t0: int, t1: int, x: Tensor | None) -> SparseIndex:
         if self.cached is not None:
             if (t0, t1) == (0, self.cached.shape[0] // self.B):
                 return self.cached
-            return self.cached.slice_rows(t0 * self.B, t1 * self.B)
+            return self._slice(t0 * self.B, t1 * self.B)
         if self.kind == "sparse":
             sp = self.sparse.slice(t0, t1) if (t0, t1) != (0, self.sparse.shape[0]) else self.sparse
             B, N = sp.shape[1], sp.shape[2]
@@ -35,6 +36,24 @@ class LayerInput:
         xb = x[t0:t1] if self.kind == "dense" else self.store.load_range(t0, t1, torch.bool)
         return SparseIndex.from_dense(xb.reshape(-1, xb.shape[-1]),
                                       binary=True if self.kind == "spikes" else None)
+
+    def _slice(self, r0: int, r1: int) -> SparseIndex:
+        """Rows ``r0:r1`` of the whole-chunk index, rebased to row 0, with their embedding-bag
+        offsets: read off one row pointer of the chunk (made once), not searched and counted
+        per block."""
+        c = self.cached
+        ptr = self._ptr
+        if ptr is None or self._ptr_of is not c:
+            counts = torch.bincount(c.rows.long(), minlength=c.shape[0]) if c.nnz else \
+                torch.zeros(c.shape[0], dtype=torch.long, device=c.rows.device)
+            ptr = torch.zeros(c.shape[0] + 1, dtype=torch.long, device=c.rows.device)
+            torch.cumsum(counts, 0, out=ptr[1:])
+            self._ptr, self._ptr_of = ptr, c
+        a, b = int(ptr[r0]), int(ptr[r1])
+        vals = None if c.vals is None else c.vals[a:b]
+        sub = SparseIndex(c.rows[a:b] - r0, c.cols[a:b], vals, (r1 - r0, c.shape[1]))
+        sub._row_offsets = (ptr[r0:r1] - a).to(sub.rows.dtype)
+        return sub
 
     def block(self, t0: int, t1: int, x: Tensor | None, dtype) -> Tensor:
         """Dense rows ``t0:t1`` of the input, ``[n, B, n_in]``."""

@@ -5,6 +5,9 @@
   else a loop over :func:`leaky_update`), used by the fused readout and by e-prop;
 - :func:`leaky_readout`: one autograd node over a chunk that keeps the binary input spikes
   only in their store (shared with the layer that made them);
+- :func:`spike_current` / :func:`readout_grads`: the readout's forward current from binary
+  spikes and its backward, also used by a fused layer that runs the readout in its own node
+  (:mod:`.fused`: no float copy of the spikes and no ``[T, B, H]`` gradient in between);
 - :class:`TimeReduce` / :func:`reduce_outputs`: ``outputs [T, B, C] -> logits [B, C]`` by
   max / sum / mean / last, also chunk by chunk (online strategies).
 """
@@ -16,7 +19,7 @@ from torch import Tensor
 
 from ...hardware.bits import SpikeStore
 from ...hardware.compiled import as_numpy as _np
-from ...hardware.compiled import available, jit
+from ...hardware.compiled import available, chunk_range, jit, numba
 
 READOUTS = ("max", "sum", "mean", "last")
 
@@ -53,6 +56,84 @@ def _scan_grad(go, kappa, gu):
         for bb in range(B):
             for c in range(C):
                 gu[t, bb, c] = go[t, bb, c] + k * gu[t + 1, bb, c]
+
+
+if numba is not None:
+    @jit
+    def _current_rows(z, zw, wt, u, r0, r1):
+        # u[r] += rows j of wt (ascending) where z[r, j]; zw: z's rows as 8-byte words
+        # (skips 8 silent neurons at a time), or empty
+        H, C = z.shape[1], wt.shape[1]
+        H8 = zw.shape[1] * 8
+        for r in range(r0, r1):
+            ur, zr = u[r], z[r]
+            if H8 > 0:
+                wr = zw[r]
+                for q in range(H8 // 8):
+                    if wr[q] != 0:
+                        for j in range(8 * q, 8 * q + 8):
+                            if zr[j]:
+                                wj = wt[j]
+                                for c in range(C):
+                                    ur[c] += wj[c]
+            for j in range(H8, H):
+                if zr[j]:
+                    wj = wt[j]
+                    for c in range(C):
+                        ur[c] += wj[c]
+
+    @jit(parallel=True)
+    def _current(z, zw, wt, u, nchunk):
+        # rows split in nchunk ranges, one per thread
+        R = z.shape[0]
+        for ch in numba.prange(nchunk):
+            r0, r1 = chunk_range(ch, R, nchunk)
+            if r1 > r0:
+                _current_rows(z, zw, wt, u, r0, r1)
+
+
+def spike_current(spikes: Tensor, w: Tensor) -> Tensor:
+    """``u = z W^T`` of bool spikes ``[T, B, H]`` and ``w [C, H]`` (no autograd): ``[T, B, C]``.
+    Compiled: each row sums the columns of ``w`` of its spiking neurons in ascending order
+    (rows in parallel, bit-identical for any thread count); else one matmul."""
+    T, B, H = spikes.shape
+    if not (available(w) and spikes.dtype == torch.bool):
+        return spikes.to(w.dtype) @ w.detach().t()
+    from .lif_numba import threads
+    u = torch.zeros(T, B, w.shape[0], dtype=w.dtype)
+    z = _np(spikes.reshape(T * B, H).contiguous()).view(np.uint8)
+    zw = z.view(np.uint64) if H % 8 == 0 and z.size else np.empty((0, 0), dtype=np.uint64)
+    args = (z, zw, _np(w.detach().t().contiguous()), _np(u).reshape(T * B, -1))
+    nt = min(threads(), max(T * B, 1))
+    if nt > 1:
+        _current(*args, nt)
+    else:
+        _current_rows(*args, 0, T * B)
+    return u
+
+
+def readout_grads(go: Tensor, store: SpikeStore, w: Tensor, kappa: float, need_w: bool,
+                  need_b: bool):
+    """Backward of ``o_t = kappa o_{t-1} + z_t W^T + b`` over a chunk, ``go [T, B, C]``:
+    ``(gu, g_w, g_b, g_o0)`` with ``gu = dL/du [T, B, C]`` (``dL/dz = gu W``, left to the
+    caller), ``g_w`` from the spikes in ``store`` (None unless ``need_w``), ``g_b``."""
+    gu = leaky_scan_grad(go, kappa)
+    gw = gb = None
+    if need_w and store.storage == "bool" and available(go):
+        # scatter the rows of gu into the neurons that spiked (no float copy of z)
+        from .lif_numba import recurrent_grad
+        gw_t = w.new_zeros(w.shape[1], w.shape[0])
+        recurrent_grad(gw_t, store.tensor, gu)
+        gw = gw_t.t()
+    elif need_w:
+        gw = w.new_zeros(w.shape)
+        T, K = go.shape[0], 256
+        for t0 in range(0, T, K):  # a block at a time: no full-length float copy of z
+            z = store.load_range(t0, min(t0 + K, T), go.dtype)
+            gw += gu[t0:t0 + K].reshape(-1, gu.shape[-1]).t() @ z.reshape(-1, z.shape[-1])
+    if need_b:
+        gb = gu.sum((0, 1))
+    return gu, gw, gb, kappa * gu[0]
 
 
 def leaky_scan(u: Tensor, o0: Tensor, kappa: float, b: Tensor | None = None) -> Tensor:
@@ -100,26 +181,10 @@ class _LeakyReadout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, go):
         w, st = ctx.saved_tensors
-        kappa = ctx.kappa
-        gu = leaky_scan_grad(go, kappa)
-        c = kappa * gu[0]
+        store = SpikeStore.wrap(st, ctx.shape, ctx.storage)
+        gu, gw, gb, c = readout_grads(go, store, w, ctx.kappa, ctx.needs_input_grad[1],
+                                      ctx.needs_input_grad[2])
         gz = gu @ w if ctx.needs_input_grad[0] else None
-        gw = gb = None
-        if ctx.needs_input_grad[1] and ctx.storage == "bool" and available(go):
-            # scatter the rows of gu into the neurons that spiked (no float copy of z)
-            from .lif_numba import recurrent_grad
-            gw_t = w.new_zeros(w.shape[1], w.shape[0])
-            recurrent_grad(gw_t, st, gu)
-            gw = gw_t.t()
-        elif ctx.needs_input_grad[1]:
-            store = SpikeStore.wrap(st, ctx.shape, ctx.storage)
-            gw = w.new_zeros(w.shape)
-            T, K = go.shape[0], 256
-            for t0 in range(0, T, K):  # a block at a time: no full-length float copy of z
-                z = store.load_range(t0, min(t0 + K, T), go.dtype)
-                gw += gu[t0:t0 + K].reshape(-1, gu.shape[-1]).t() @ z.reshape(-1, z.shape[-1])
-        if ctx.needs_input_grad[2]:
-            gb = gu.sum((0, 1))
         return gz, gw, gb, c, None, None, None, None
 
 

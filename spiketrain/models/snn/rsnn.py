@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..base import RecurrentModel
 from ..registry import register
 from .neurons import _decay
-from .readout import READOUTS, TimeReduce, leaky_readout, leaky_scan, leaky_update, reduce_outputs
+from .readout import READOUTS, TimeReduce, leaky_scan, leaky_update, reduce_outputs
 from .registry import accepted_options, resolve_neuron
 
 
@@ -166,15 +166,18 @@ class RSNN(RecurrentModel):
         *hs, o = state
         hs = list(hs)
         inp, store = (None, None) if sparse_in else (x, None)
+        last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
+            # the last layer runs the readout in its own node: no float spikes in between
             hs[k], inp, store = fused_layer(layer, specs[k], hs[k], inp, in_store=store,
                                             sparse=x if (k == 0 and sparse_in) else None,
                                             mode=self.sparse, storage=self.spike_storage,
                                             block=self.fused_block,
                                             keep_membrane=self.keep_membrane,
-                                            sparse_backward=self.sparse_backward)
-        outs = leaky_readout(inp, store, self.w_out, self.b_out, o, self.kappa)
-        return tuple(hs) + (outs[-1],), outs
+                                            sparse_backward=self.sparse_backward,
+                                            readout=(self.w_out, self.b_out, o, self.kappa)
+                                            if k == last else None)
+        return tuple(hs) + (inp[-1],), inp
 
     def _chunk_loop(self, state, x: Tensor):
         """Reference multi-step path: autograd through the step ops (first layer's input
