@@ -185,7 +185,24 @@ if numba is not None:
             if j1 > j0:
                 _rec_grad_rows(gT, zprev, g, j0, j1)
 
-    @jit
+    @jit(fastmath={"contract"})
+    def _add_rows(c, w, jl, vl, m):
+        # c += sum_e vl[e] w[jl[e]] over e = 0 .. m-1, in that order for every element (four
+        # rows of w per pass over c: one load and store of c per four products)
+        H = c.shape[0]
+        m4 = m - m % 4
+        for e in range(0, m4, 4):
+            g0, g1, g2, g3 = vl[e], vl[e + 1], vl[e + 2], vl[e + 3]
+            w0, w1, w2, w3 = w[jl[e]], w[jl[e + 1]], w[jl[e + 2]], w[jl[e + 3]]
+            for i in range(H):
+                c[i] = (((c[i] + g0 * w0[i]) + g1 * w1[i]) + g2 * w2[i]) + g3 * w3[i]
+        for e in range(m4, m):
+            g0 = vl[e]
+            w0 = w[jl[e]]
+            for i in range(H):
+                c[i] += g0 * w0[i]
+
+    @jit(error_model="numpy")
     def _lif_back_rows(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, b0, b1):
         # reverse recursion of the LIF (subtract reset) layer over a block, batch rows b0:b1,
         # with the recurrent product over the active neurons only (rows of W_back where
@@ -193,84 +210,49 @@ if numba is not None:
         #   gv_t = gz_t sg_t + beta gv_{t+1},  cz_{t-1} = gv_t W_back
         #        = (gz_t sg_t) W_back + P_t,   P_{t-1} = beta cz_{t-1}
         # P is carried between calls; inside a call P_t = beta cz_t is recomputed in place.
-        # The product is taken neuron-major: each active row of W_back is read once per step
-        # and added to every batch row where that neuron is active; each element still sums
-        # the neurons in ascending order, so any grouping of rows gives the same bits.
+        # Row by row: the row's active neurons (ascending), then the sum of their rows of
+        # W_back into the row (:func:`_add_rows`, products fused into FMAs); each row is
+        # computed the same way whatever the grouping of rows, so threads do not change bits.
+        # (A neuron-major product, each active row of W_back read once for all the rows, was
+        # measured slower: it reads and writes every output row once per active neuron.)
         n, B, H = gz.shape
-        Bc = b1 - b0
         zero = beta - beta
-        cvc, czc, Pc = cv[b0:b1], cz[b0:b1], P[b0:b1]
-        gzs = np.empty((Bc, H), dtype=gz.dtype)
-        gT = np.zeros((H, Bc), dtype=gz.dtype)
-        act = np.zeros(H, dtype=np.uint8)
         jl = np.empty(H, dtype=np.int64)
-        ptr = np.zeros(H + 1, dtype=np.int64)
-        rl = np.empty(H * Bc, dtype=np.int64)
-        vl = np.empty(H * Bc, dtype=gz.dtype)
+        vl = np.empty(H, dtype=gz.dtype)
+        gzs = np.empty(H, dtype=gz.dtype)
         for k in range(n - 1, -1, -1):
-            gkc, skc, gIc = gz[k, b0:b1], sg[k, b0:b1], gI[k, b0:b1]
-            for r in range(Bc):
-                gk, sk, gIk, cvb, czb, gr = gkc[r], skc[r], gIc[r], cvc[r], czc[r], gzs[r]
+            for r in range(b0, b1):
+                gk, sk, gIk, cvb, czb = gz[k, r], sg[k, r], gI[k, r], cv[r], cz[r]
                 for i in range(H):
                     gzi = (gk[i] + czb[i]) * sk[i]
                     gvi = gzi + cvb[i]
                     gIk[i] = gvi
                     cvb[i] = beta * gvi
-                    gr[i] = gzi
-            if recurrent:
-                # active (neuron, row) pairs grouped by neuron, neurons ascending
-                nj = 0
-                for r in range(Bc):
-                    gr = gzs[r]
-                    for i in range(H):
-                        if gr[i] != zero:
-                            gT[i, r] = gr[i]
-                            act[i] = 1
-                m = 0
-                for j in range(H):
-                    if act[j]:
-                        act[j] = 0
-                        gj = gT[j]
-                        jl[nj] = j
-                        for r in range(Bc):
-                            g = gj[r]
-                            if g != zero:
-                                rl[m] = r
-                                vl[m] = g
-                                m += 1
-                                gj[r] = zero
-                        nj += 1
-                        ptr[nj] = m
-                for r in range(Bc):
-                    czb = czc[r]
-                    if k == n - 1:
-                        Pb = Pc[r]
-                        for i in range(H):
-                            czb[i] = Pb[i]
-                    else:
-                        for i in range(H):
-                            czb[i] = beta * czb[i]
-                # neuron-major: each active row of W_back is read once for all the rows
-                # (column tiles of it were measured slower: per-tile overhead)
-                for q in range(nj):
-                    w = w_back[jl[q]]
-                    for e in range(ptr[q], ptr[q + 1]):
-                        g = vl[e]
-                        czr = czc[rl[e]]
-                        for i in range(H):
-                            czr[i] += g * w[i]
-                if k == 0:
-                    for r in range(Bc):
-                        czb, Pb = czc[r], Pc[r]
-                        for i in range(H):
-                            Pb[i] = beta * czb[i]
-            else:
-                for r in range(Bc):
-                    czb, gIk = czc[r], gIc[r]
+                    gzs[i] = gzi
+                if not recurrent:
                     for i in range(H):
                         czb[i] = -thr0 * gIk[i]
+                    continue
+                m = 0
+                for j in range(H):
+                    if gzs[j] != zero:
+                        jl[m] = j
+                        vl[m] = gzs[j]
+                        m += 1
+                if k == n - 1:
+                    Pb = P[r]
+                    for i in range(H):
+                        czb[i] = Pb[i]
+                else:
+                    for i in range(H):
+                        czb[i] = beta * czb[i]
+                _add_rows(czb, w_back, jl, vl, m)
+                if k == 0:
+                    Pb = P[r]
+                    for i in range(H):
+                        Pb[i] = beta * czb[i]
 
-    @jit(parallel=True)
+    @jit(parallel=True, error_model="numpy")
     def _lif_back_sparse(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, nchunk):
         # batch rows are independent: nchunk ranges of rows, one per thread
         B = gz.shape[1]
