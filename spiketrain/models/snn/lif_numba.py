@@ -35,6 +35,29 @@ SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
 
 
 if numba is not None:
+    @jit
+    def _sum_rows(c, w, jl, vl, m):
+        # c += sum_e vl[e] w[jl[e]] over e = 0 .. m-1, in that order for every element, as
+        # separate multiply and add (no FMA: a value of 1 adds w exactly, so binary spikes
+        # give the bits of plain additions); four rows of w per pass over c
+        H = c.shape[0]
+        one = vl[0] - vl[0] + 1 if m > 0 else c[0]
+        m4 = m - m % 4
+        for e in range(0, m4, 4):
+            g0, g1, g2, g3 = vl[e], vl[e + 1], vl[e + 2], vl[e + 3]
+            w0, w1, w2, w3 = w[jl[e]], w[jl[e + 1]], w[jl[e + 2]], w[jl[e + 3]]
+            if g0 == one and g1 == one and g2 == one and g3 == one:
+                for i in range(H):
+                    c[i] = (((c[i] + w0[i]) + w1[i]) + w2[i]) + w3[i]
+            else:
+                for i in range(H):
+                    c[i] = (((c[i] + g0 * w0[i]) + g1 * w1[i]) + g2 * w2[i]) + g3 * w3[i]
+        for e in range(m4, m):
+            g0 = vl[e]
+            w0 = w[jl[e]]
+            for i in range(H):
+                c[i] += g0 * w0[i]
+
     # error_model="numpy": IEEE division (no Python zero-divisor check, which kept the
     # surrogate loops from vectorising); the divisors here are never zero
     @jit(error_model="numpy")
@@ -58,38 +81,24 @@ if numba is not None:
         rec = np.zeros((Bc, H), dtype=cur.dtype)
         rec1 = rec.reshape(M)
         zc = z[b0:b1]
-        # the rows' spikes by neuron (zT[j, r] = z[r, j]) and which neurons spiked in any row:
-        # each row of W_rec^T is read once per step for all the rows (not once per spike)
-        zT = np.zeros((H, Bc), dtype=cur.dtype)
-        act = np.zeros(H, dtype=np.uint8)
+        jl = np.empty(H, dtype=np.int64)  # a row's spiking neurons (ascending) and their z
+        vl = np.empty(H, dtype=cur.dtype)
         thr = np.full(M, thr0, dtype=cur.dtype)
         for k in range(n):
             c1 = cur[k, b0:b1].reshape(M)
             s1 = spikes[k, b0:b1].reshape(M)
             if recurrent:  # rec[r] = sum of W_rec^T rows of the neurons that spiked, j ascending
-                for i in range(M):
-                    rec1[i] = zero
                 for r in range(Bc):
-                    zr = zc[r]
+                    zr, rr = zc[r], rec[r]
+                    for i in range(H):
+                        rr[i] = zero
+                    m = 0
                     for j in range(H):
                         if zr[j] != zero:
-                            zT[j, r] = zr[j]
-                            act[j] = 1
-                for j in range(H):
-                    if act[j]:
-                        act[j] = 0
-                        wj, zj_ = wt[j], zT[j]
-                        for r in range(Bc):
-                            zj = zj_[r]
-                            if zj == one:
-                                rr = rec[r]
-                                for i in range(H):
-                                    rr[i] += wj[i]
-                            elif zj != zero:
-                                rr = rec[r]
-                                for i in range(H):
-                                    rr[i] += zj * wj[i]
-                            zj_[r] = zero
+                            jl[m] = j
+                            vl[m] = zr[j]
+                            m += 1
+                    _sum_rows(rr, wt, jl, vl, m)
             if alif:
                 for i in range(M):
                     a1[i] = rho * a1[i] + z1[i]
