@@ -157,15 +157,22 @@ class WindowAttention(nn.Module):
 
     def linear_factors(self, decay: Tensor, mask: Tensor, r0: int,
                        a: int) -> tuple[Tensor, Tensor]:
-        """:func:`hw.linear_factors` of this block's ``decay``/``mask`` rows, kept per row range
-        and start (one pair for every full block past the first window: autograd saves it
-        once, not per block)."""
+        """:func:`hw.linear_factors` of this block's ``decay``/``mask`` rows: the masked first
+        kept per row range and start (one tensor for every full block past the first
+        window), the second as rows of one band-wide tensor, so autograd saves each once,
+        not per block."""
         key = (decay.dtype, decay.device, self.lam, r0, mask.shape[0], max(0, self.window - a))
         f = self._factor_cache.get(key)
         if f is None:
             if len(self._factor_cache) >= 512:
                 self._factor_cache.clear()
-            f = self._factor_cache[key] = hw.linear_factors(decay, mask)
+            band = ("band", decay.dtype, decay.device, self.lam)
+            full = self._factor_cache.get(band)
+            if full is None:
+                full = self._factor_cache[band] = hw.linear_factors(
+                    self.band_decay(decay.dtype), self.band_mask)[1]
+            f1 = hw.linear_factors(decay, mask)[0]
+            f = self._factor_cache[key] = (f1, full[r0:r0 + mask.shape[0]])
         return f
 
     def set_kind(self, kind: str) -> None:
