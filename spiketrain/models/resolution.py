@@ -157,21 +157,36 @@ def _integral_input_map(A: Tensor, r: float) -> Tensor:
     return _matrix_function(A, f, df, "(A^r - I)(A - I)^-1")
 
 
-def map_matrix(A: Tensor, Bs: list[Tensor], dt_source: float, dt_target: float, method: str):
+def map_matrix(A: Tensor, Bs: list[Tensor], dt_source: float, dt_target: float, method: str,
+               spike_inputs: list[Tensor] | None = None):
     """Per-neuron linear system ``A [H, 2, 2]`` with count inputs ``Bs`` (each ``[H, 2]``)
-    -> ``(A_T, [B_T, ...])`` for the ``integral``, ``expectation`` or ``euler`` mapping."""
+    -> ``(A_T, [B_T, ...])`` for the ``integral``, ``expectation`` or ``euler`` mapping.
+
+    ``spike_inputs`` (each ``[H, 2]``): inputs driven by the neuron's own spike of the
+    previous step (its reset and spike-triggered adaptation). That spike is an event at a
+    known time, the end of the step, which the update of the next step applies after one
+    step of decay: ``B = A q`` for the jump ``q`` at the spike. They map as
+    ``A_T A_S^-1 B`` (the same jump, one target step of decay), with each method's ``A_T``;
+    given, the result is ``(A_T, [B_T, ...], [spike B_T, ...])``."""
     r = _check(method, dt_source, dt_target)
     A = A.to(torch.float64)
     I = torch.eye(A.shape[-1], dtype=A.dtype).expand_as(A)
-    if method == "euler":
-        return I + r * (A - I), [B.to(torch.float64).clone() for B in Bs]
     if method not in PROPOSED:
         raise ValueError(f"map_matrix covers the mappings {', '.join(PROPOSED)}, got {method!r}")
-    A_t = matrix_power(A, r)
-    if method == "expectation":
-        return A_t, [B.to(torch.float64).clone() for B in Bs]
-    M = _integral_input_map(A, r)
-    return A_t, [(M @ B.to(torch.float64)[..., None])[..., 0] / r for B in Bs]
+    if method == "euler":
+        A_t, B_t = I + r * (A - I), [B.to(torch.float64).clone() for B in Bs]
+    else:
+        A_t = matrix_power(A, r)
+        if method == "expectation":
+            B_t = [B.to(torch.float64).clone() for B in Bs]
+        else:
+            M = _integral_input_map(A, r)
+            B_t = [(M @ B.to(torch.float64)[..., None])[..., 0] / r for B in Bs]
+    if spike_inputs is None:
+        return A_t, B_t
+    S_t = [(A_t @ torch.linalg.solve(A, B.to(torch.float64)[..., None]))[..., 0]
+           for B in spike_inputs]
+    return A_t, B_t, S_t
 
 
 # --------------------------------------------------------------------------- whole models

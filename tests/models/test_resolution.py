@@ -281,3 +281,51 @@ def test_integral_mapping_of_a_non_leaky_mode():
     two = A_t @ (B_t[..., None] * 0.5) + B_t[..., None] * 0.5
     torch.testing.assert_close(two[..., 0], B)
     torch.testing.assert_close(A_t @ A_t, A)
+
+
+@pytest.mark.parametrize("method", ["integral", "expectation"])
+def test_adlif_own_spike_matches_after_the_spike(method):
+    """A neuron's own spike (its reset and spike-triggered adaptation) is an event at the end
+    of its step, applied by the next step's update after one step of decay; mapped as
+    ``A_T A_S^-1 (B_z + reset)`` the trajectory after one spike, with no further input,
+    equals the source's at every common time (float64), for learned per-neuron constants."""
+    m = _model("adlif", recurrent=False, threshold=1.0)
+    layer = m.layers[0]
+    H = layer.n_hidden
+    g = torch.Generator().manual_seed(3)
+    v0 = 0.2 + 0.6 * torch.rand(1, H, generator=g, dtype=torch.float64)
+    w0 = 0.3 * torch.randn(1, H, generator=g, dtype=torch.float64)
+    z0 = torch.ones(1, H, dtype=torch.float64)          # every neuron spiked at t = 0
+    zero = torch.zeros(1, H, dtype=torch.float64)
+
+    def trace(lay, steps):
+        h, out = (v0, w0, z0), []
+        with torch.no_grad():
+            for _ in range(steps):
+                h = lay.dynamics(h, zero)
+                assert float(h[2].abs().sum()) == 0.0   # no second spike
+                out.append(h[0])
+        return torch.cat(out)
+
+    src = trace(layer, 12)
+    fine = trace(adapt(m, DT, 5.0, method)[0].layers[0], 24)
+    torch.testing.assert_close(fine[1::2], src, rtol=1e-9, atol=1e-9)
+    coarse = trace(adapt(m, DT, 20.0, method)[0].layers[0], 6)
+    torch.testing.assert_close(coarse, src[1::2], rtol=1e-9, atol=1e-9)
+
+
+def test_spike_inputs_map_through_one_step_of_decay():
+    """``map_matrix(spike_inputs=...)``: ``A_T A_S^-1 B``; identity at r = 1, composes, and
+    for a first-order system it is ``B a_T / a_S``."""
+    A = torch.tensor([[[0.61, -0.2], [0.05, 0.93]]], dtype=torch.float64)
+    B = torch.tensor([[-1.0, 0.3]], dtype=torch.float64)
+    for method in PROPOSED:
+        A1, _, (S1,) = map_matrix(A, [], 10.0, 10.0, method, spike_inputs=[B])
+        torch.testing.assert_close(S1, B)
+    A_t, _, (S_t,) = map_matrix(A, [], 10.0, 5.0, "integral", spike_inputs=[B])
+    _, _, (back,) = map_matrix(A_t, [], 5.0, 10.0, "integral", spike_inputs=[S_t])
+    torch.testing.assert_close(back, B)
+    a = torch.tensor([[[0.6, 0.0], [0.0, 0.9]]], dtype=torch.float64)
+    a_t, _, (s_t,) = map_matrix(a, [], 10.0, 5.0, "expectation", spike_inputs=[B])
+    torch.testing.assert_close(s_t, B * torch.tensor([[0.6 ** -0.5, 0.9 ** -0.5]],
+                                                     dtype=torch.float64))

@@ -162,7 +162,11 @@ class AdLIFLayer(NeuronLayer):
             return
         with torch.no_grad():
             A, B_in, B_z = (t.detach().double() for t in self.ssm())
-            A_t, (Bi_t, Bz_t) = map_matrix(A, [B_in, B_z], self.dt, dt_target, method)
+            reset = torch.zeros_like(B_z)
+            reset[:, 0] = -self.threshold   # v -= threshold z: the own spike's input too
+            A_t, (Bi_t,), (Bzr_t,) = map_matrix(A, [B_in], self.dt, dt_target, method,
+                                                spike_inputs=[B_z + reset])
+            Bz_t = Bzr_t - reset
         self.to_ssm_form()
         with torch.no_grad():
             self.A.copy_(A_t)
