@@ -41,9 +41,15 @@ numbers are cited for that reason).
 
 A bias (a value held every step, not a count) maps with ``r`` times the count gain:
 ``(1 - a_T) / (1 - a_S)`` (integral), ``r`` (expectation, euler), 1 (baseline, none).
-Thresholds, the reset (``v -= theta`` on a spike) and ALIF's per-spike threshold jump are
-instantaneous events and stay; ALIF's adaptation variable is one more first-order system
-driven by spike counts (its strength ``adapt`` takes the count gain).
+A neuron's own spike is not a count spread over a step but an event at a known time, the end
+of its step, which the next step's update applies after one step of decay (``B = A q`` for
+the jump ``q``): adLIF's reset (``v -= theta z``) and spike-triggered adaptation ``B_z`` map
+as ``A_T A_S^-1 (B_z + reset)`` with each proposed method's ``A_T`` (``map_matrix``'s
+``spike_inputs``; exact after a spike at the common times). In the LIF/ALIF layers (fixed or
+learned ``tau``) the reset is tied to the threshold (``v -= theta``, spikes at ``theta``), so
+it stays; ALIF's adaptation variable is one more first-order system driven by spike counts
+(its strength ``adapt`` takes the count gain). Recurrent spikes from other neurons enter
+through the same input weights as the binned input spikes and map with them.
 
 :func:`adapt` maps a whole RSNN (any layer with a fixed LIF/ALIF ``kernel_spec()``, or a
 ``map_resolution(dt_target, method)`` method such as ``adlif``, ``lif_learn``,
