@@ -19,6 +19,7 @@ tokens <= 1/8 of bptt's memory at <= 1.3x its time; cost per token flat in T
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -43,6 +44,14 @@ def full_attention_logits(model: GainCellGPT, x: torch.Tensor) -> torch.Tensor:
         h = h + at.c_proj(at.out(y).transpose(1, 2).reshape(B, T, -1))
         h = h + blk.mlp(blk.ln_2(h))
     return model.lm_head(model.ln_f(h)).transpose(0, 1)
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages (other jobs on the machine move the timings)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def train_step(model, x, targets, strategy, opts, lr=1e-3):
@@ -103,7 +112,7 @@ def main(argv=None):
     dev = torch.device(args.device)
     print(f"gaincell_gpt: {args.layers} layers, {args.embd} dim, {args.heads} heads, window "
           f"{args.window}, batch {args.batch}, {dev}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}; load average {_load()}")
     results, samples_out = {}, []
     hdr = (f"{'attention':<16}{'strategy':<11}{'T':>7}{'s/step':>9}{'us/token':>10}"
            f"{'peak MiB':>10}  schedule")
@@ -157,6 +166,7 @@ def main(argv=None):
         if base and soft:
             print(f"T={T}: {kind0} bptt time {base[0] / soft[0]:.2f}x, memory "
                   f"{base[1] / soft[1]:.2f}x of windowed softmax bptt")
+    print(f"load average at the end: {_load()}")
     if args.json:
         import json
         with open(args.json, "w") as f:
