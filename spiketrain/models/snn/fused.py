@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ...hardware.bits import SpikeStore
-from ...hardware.compiled import available
+from ...hardware.compiled import available, kernel_buffer
 from ...hardware.sparse import SparseIndex, choose_mode
 from . import lif_numba
 from .layer_input import LayerInput
@@ -105,24 +105,27 @@ class _FusedLayer(torch.autograd.Function):
             # index the input once; backward slices it per block instead of re-scanning
             inp.cached = inp.index(0, T, x)
         H = w_in.shape[0]
-        spikes = torch.empty(T, B, H, dtype=torch.bool, device=w_in.device)
+        nb = available(w_in, w_rec, v0)
+        # [T, B, H] stores the compiled kernels fill (huge pages: fewer page faults)
+        new = (lambda dt: kernel_buffer((T, B, H), dt)) if nb else (  # noqa: E731
+            lambda dt: torch.empty(T, B, H, dtype=dt, device=w_in.device))
+        spikes = new(torch.bool)
         grad = any(ctx.needs_input_grad)
         # keep=True: the forward kernel writes what backward needs of the membrane (surrogate
         # derivative; membrane for reset "zero", threshold for ALIF), so backward replays
         # nothing. Otherwise, with bool/float spike storage, keep each block's start state
         # (1/16 of the bool spikes' bytes at block 64) so backward replays the membrane once;
         # "bits" storage means least memory: backward replays from (v0, a0) instead
-        keep = bool(keep and grad and available(w_in, w_rec, v0))
+        keep = bool(keep and grad and nb)
         kept = None
         if keep:
-            new = lambda: torch.empty(T, B, H, dtype=dtype)  # noqa: E731
-            kept = (new() if spec.reset != "subtract" else None,
-                    new() if spec.alif else None, new())
+            kept = (new(dtype) if spec.reset != "subtract" else None,
+                    new(dtype) if spec.alif else None, new(dtype))
         starts = [] if (storage != "bits" and grad and not keep) else None
         # on the compiled path the kernel writes the float spikes the layer returns; with the
         # readout in this node (w_out given) the layer returns its outputs instead
         ro = w_out is not None
-        z_all = torch.empty(T, B, H, dtype=dtype) if available(w_in, w_rec, v0) and not ro else None
+        z_all = new(dtype) if nb and not ro else None
         v, a, z = _membrane(spec, lambda t0, t1: inp.current(t0, t1, x, w_in, B),
                             w_rec, v0, a0, z0, spikes, block, starts, kept, cut, z_all)
         ctx.n_starts = len(starts) if starts else 0
@@ -210,6 +213,7 @@ class _FusedLayer(torch.autograd.Function):
             w_back = w_rec - thr0 * torch.eye(H, dtype=dt, device=dev) \
                 if (sub and not spec.alif) else w_rec
         nblk = -(-T // K)
+        gI_buf = torch.empty(min(K, T), B, H, dtype=dt, device=dev)  # one block's, reused
 
         use_nb = available(w_in, w_rec, v0)
         wt_c = w_rec.detach().t().contiguous() if (use_nb and spec.recurrent) else None
@@ -293,7 +297,7 @@ class _FusedLayer(torch.autograd.Function):
                 vprev = torch.cat([v_start.unsqueeze(0), vs[:-1]])
                 m = beta * (1.0 - zprev)
                 nterm = -beta * vprev
-            gI = torch.empty(n, B, H, dtype=dt, device=dev)
+            gI = gI_buf[:n]  # dL/dI of the block (written in full below)
             # the outside gradient of steps t0 - 1 .. t1 - 1 (step t0 - 1: the cross-block addmm)
             off = 1 if t0 > 0 else 0
             gzb = gz_rows(t0 - off, t1)
