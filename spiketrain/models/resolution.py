@@ -135,7 +135,7 @@ def _matrix_function(A: Tensor, f, df, what: str) -> Tensor:
     rep = f(lam) * I + df(lam) * (Ac - lam * I)
     out = torch.where(close[:, None, None], rep, dist)
     if float(out.imag.abs().max()) > 1e-9 * max(1.0, float(out.real.abs().max())):
-        raise ValueError(f"integral mapping: {what} is not real (a neuron's transition matrix "
+        raise ValueError(f"resolution mapping: {what} is not real (a neuron's transition matrix "
                          f"has a negative real eigenvalue)")
     return out.real
 

@@ -329,3 +329,19 @@ def test_spike_inputs_map_through_one_step_of_decay():
     a_t, _, (s_t,) = map_matrix(a, [], 10.0, 5.0, "expectation", spike_inputs=[B])
     torch.testing.assert_close(s_t, B * torch.tensor([[0.6 ** -0.5, 0.9 ** -0.5]],
                                                      dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["integral", "expectation"])
+def test_a_negative_eigenvalue_has_no_real_power(method):
+    """A transition matrix with a negative real eigenvalue (an adlif neuron trained at a
+    coarse step can end there) has no real fractional power: refused, naming the reason;
+    euler (linear in r) still maps it."""
+    A = torch.tensor([[[0.3, 0.5], [0.4, -0.6]]], dtype=torch.float64)   # eigenvalues 0.48, -0.78
+    B = torch.tensor([[0.5, 0.0]], dtype=torch.float64)
+    assert float(torch.linalg.eigvals(A[0]).real.min()) < 0
+    assert bool((torch.linalg.eigvals(A[0]).imag == 0).all())
+    with pytest.raises(ValueError, match=r"resolution mapping: A \*\* r is not real"):
+        map_matrix(A, [B], 20.0, 5.0, method)
+    A_t, _ = map_matrix(A, [B], 20.0, 5.0, "euler")
+    eye = torch.eye(2, dtype=torch.float64)
+    torch.testing.assert_close(A_t, eye + 0.25 * (A - eye))
