@@ -9,8 +9,8 @@ jitter, a channel shift of the bands, a gain) and laid over background Poisson n
 one shared pool of ``n_bands`` bands, so classes can share the same bands and differ only in
 their order: the task then needs temporal integration, not only spike counts.
 
-Opt-in (``intervals=``, off by default): classes that differ only in a time interval in
-seconds. Each sample is ``n_events`` brief volleys on one band drawn per sample (so channels
+Opt-in (``intervals=``, in a config ``data.intervals``, off by default): classes that differ
+only in a time interval in seconds. Each sample is ``n_events`` brief volleys on one band drawn per sample (so channels
 carry no class), spaced by its class's interval, at a random onset; spike counts do not
 depend on the class. A network must measure real time, so one that keeps its per-step decays
 at another step (sees every interval scaled) misreads the class: the task separates
