@@ -10,9 +10,9 @@ one shared pool of ``n_bands`` bands, so classes can share the same bands and di
 their order: the task then needs temporal integration, not only spike counts.
 
 Opt-in (``intervals=``, in a config ``data.intervals``, off by default): classes that differ
-only in a time interval in seconds. Each sample is ``n_events`` brief volleys on one band drawn per sample (so channels
-carry no class), spaced by its class's interval, at a random onset; spike counts do not
-depend on the class. A network must measure real time, so one that keeps its per-step decays
+only in a time interval in seconds. Each sample is ``n_events`` brief volleys on one band
+drawn per sample (so channels carry no class), spaced by its class's interval, at a random
+onset; spike counts do not depend on the class. A network must measure real time, so one that keeps its per-step decays
 at another step (sees every interval scaled) misreads the class: the task separates
 time-resolution mappings (:mod:`spiketrain.models.resolution`).
 
