@@ -106,7 +106,7 @@ class _FusedLayer(torch.autograd.Function):
             inp.cached = inp.index(0, T, x)
         H = w_in.shape[0]
         nb = available(w_in, w_rec, v0)
-        # [T, B, H] stores the compiled kernels fill (huge pages: fewer page faults)
+        # [T, B, H] stores the compiled kernels fill (pooled: no fresh pages each step)
         new = (lambda dt: kernel_buffer((T, B, H), dt)) if nb else (  # noqa: E731
             lambda dt: torch.empty(T, B, H, dtype=dt, device=w_in.device))
         spikes = new(torch.bool)
