@@ -44,11 +44,11 @@ import peers  # noqa: E402  (the plain and snnTorch models, sized by its module 
 import spiketrain as st  # noqa: E402
 from spiketrain.hardware import sparse as sparse_ops  # noqa: E402
 from spiketrain.models import RSNN  # noqa: E402
-from spiketrain.models.snn import lif_numba  # noqa: E402
+from spiketrain.models.snn import lif_numba, lif_sparse_numba  # noqa: E402
 
 IMPLS = ["st-exact", "st-keep", "st-sparse", "plain", "snntorch"]
 KERNELS = [(lif_numba, "membrane_block"), (lif_numba, "recurrent_grad"),
-           (lif_numba, "lif_backward_sparse"), (sparse_ops, "scatter_grad")]
+           (lif_sparse_numba, "lif_backward_sparse"), (sparse_ops, "scatter_grad")]
 
 
 class Timers:

@@ -7,7 +7,7 @@ import torch
 
 from spiketrain.hardware.compiled import available, numba
 from spiketrain.hardware.sparse import nonzero_index, scatter_grad
-from spiketrain.models.snn import lif_numba
+from spiketrain.models.snn import lif_numba, lif_sparse_numba
 
 # numba is a hard dependency: without it these tests fail (import error), never skip
 pytestmark = pytest.mark.skipif(os.environ.get("SPIKETRAIN_KERNELS") == "torch", reason="compiled kernels switched off (SPIKETRAIN_KERNELS=torch)")
@@ -90,7 +90,7 @@ def test_sparse_backward_kernel_threads(threads):
     def run():
         cv, cz, gI = cv0.clone(), torch.zeros(B, H), torch.empty(n, B, H)
         P = P0.clone()
-        lif_numba.lif_backward_sparse(gz, sg, w_back, cv, cz, P, gI, 0.9, 1.0)
+        lif_sparse_numba.lif_backward_sparse(gz, sg, w_back, cv, cz, P, gI, 0.9, 1.0)
         return gI, cv, cz, P
     one, many = _both(threads, run)
     for p, q in zip(one, many):
@@ -125,7 +125,7 @@ def test_sparse_backward_kernel_matches_dense_recursion_across_blocks(threads):
         cv, cz, P = cv0.clone(), torch.zeros(B, H, dtype=torch.float64), P0.clone()
         gI = torch.empty(3 * n, B, H, dtype=torch.float64)
         for t0 in (2 * n, n, 0):  # blocks in reverse, state carried between calls
-            lif_numba.lif_backward_sparse(gz[t0:t0 + n], sg[t0:t0 + n], w_back, cv, cz, P,
+            lif_sparse_numba.lif_backward_sparse(gz[t0:t0 + n], sg[t0:t0 + n], w_back, cv, cz, P,
                                           gI[t0:t0 + n], beta, 1.0)
         return gI, cv, cz
     one, many = _both(threads, run)

@@ -24,7 +24,7 @@ from torch import Tensor
 from ...hardware.bits import SpikeStore
 from ...hardware.compiled import available, kernel_buffer
 from ...hardware.sparse import SparseIndex, choose_mode
-from . import lif_numba
+from . import lif_numba, lif_sparse_numba
 from .layer_input import LayerInput
 from .neurons import LIFSpec
 from .readout import leaky_scan, readout_grads, spike_current
@@ -302,7 +302,7 @@ class _FusedLayer(torch.autograd.Function):
             off = 1 if t0 > 0 else 0
             gzb = gz_rows(t0 - off, t1)
             if sparse_rec:
-                lif_numba.lif_backward_sparse(gzb[off:], s, w_back, cv, cz, P, gI, beta, thr0)
+                lif_sparse_numba.lif_backward_sparse(gzb[off:], s, w_back, cv, cz, P, gI, beta, thr0)
             else:
                 for k in range(n - 1, -1, -1):
                     if cz_full:  # cz already holds gz_all[t] + (grad from step t + 1)

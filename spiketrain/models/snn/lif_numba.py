@@ -12,6 +12,8 @@ These kernels run a whole block of steps in one compiled call:
   membranes);
 - :func:`recurrent_grad`: ``G_rec^T += sum_t z_{t-1}^T g_t`` by scattering each ``g`` row
   into the rows of the neurons that spiked (``[n, B, H]`` in, ``[H, H]`` accumulated);
+- :func:`.lif_sparse_numba.lif_backward_sparse`: the reverse recursion of the sparse
+  backward, its recurrent product over the active neurons only;
 - :func:`.eprop_lif_numba.lif_chunk` (e-prop, :mod:`.eprop_kernel`): the same update over a chunk with the
   reduced per-neuron Jacobians of the e-prop traces.
 
@@ -194,83 +196,6 @@ if numba is not None:
             if j1 > j0:
                 _rec_grad_rows(gT, zprev, g, j0, j1)
 
-    @jit(fastmath={"contract"})
-    def _add_rows(c, w, jl, vl, m):
-        # c += sum_e vl[e] w[jl[e]] over e = 0 .. m-1, in that order for every element (four
-        # rows of w per pass over c: one load and store of c per four products)
-        H = c.shape[0]
-        m4 = m - m % 4
-        for e in range(0, m4, 4):
-            g0, g1, g2, g3 = vl[e], vl[e + 1], vl[e + 2], vl[e + 3]
-            w0, w1, w2, w3 = w[jl[e]], w[jl[e + 1]], w[jl[e + 2]], w[jl[e + 3]]
-            for i in range(H):
-                c[i] = (((c[i] + g0 * w0[i]) + g1 * w1[i]) + g2 * w2[i]) + g3 * w3[i]
-        for e in range(m4, m):
-            g0 = vl[e]
-            w0 = w[jl[e]]
-            for i in range(H):
-                c[i] += g0 * w0[i]
-
-    @jit(error_model="numpy")
-    def _lif_back_rows(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, b0, b1):
-        # reverse recursion of the LIF (subtract reset) layer over a block, batch rows b0:b1,
-        # with the recurrent product over the active neurons only (rows of W_back where
-        # gz * sg != 0):
-        #   gv_t = gz_t sg_t + beta gv_{t+1},  cz_{t-1} = gv_t W_back
-        #        = (gz_t sg_t) W_back + P_t,   P_{t-1} = beta cz_{t-1}
-        # P is carried between calls; inside a call P_t = beta cz_t is recomputed in place.
-        # Row by row: the row's active neurons (ascending), then the sum of their rows of
-        # W_back into the row (:func:`_add_rows`, products fused into FMAs); each row is
-        # computed the same way whatever the grouping of rows, so threads do not change bits.
-        # (A neuron-major product, each active row of W_back read once for all the rows, was
-        # measured slower: it reads and writes every output row once per active neuron.)
-        n, B, H = gz.shape
-        zero = beta - beta
-        jl = np.empty(H, dtype=np.int64)
-        vl = np.empty(H, dtype=gz.dtype)
-        gzs = np.empty(H, dtype=gz.dtype)
-        for k in range(n - 1, -1, -1):
-            for r in range(b0, b1):
-                gk, sk, gIk, cvb, czb = gz[k, r], sg[k, r], gI[k, r], cv[r], cz[r]
-                for i in range(H):
-                    gzi = (gk[i] + czb[i]) * sk[i]
-                    gvi = gzi + cvb[i]
-                    gIk[i] = gvi
-                    cvb[i] = beta * gvi
-                    gzs[i] = gzi
-                if not recurrent:
-                    for i in range(H):
-                        czb[i] = -thr0 * gIk[i]
-                    continue
-                m = 0
-                for j in range(H):
-                    if gzs[j] != zero:
-                        jl[m] = j
-                        vl[m] = gzs[j]
-                        m += 1
-                if k == n - 1:
-                    Pb = P[r]
-                    for i in range(H):
-                        czb[i] = Pb[i]
-                else:
-                    for i in range(H):
-                        czb[i] = beta * czb[i]
-                _add_rows(czb, w_back, jl, vl, m)
-                if k == 0:
-                    Pb = P[r]
-                    for i in range(H):
-                        Pb[i] = beta * czb[i]
-
-    @jit(parallel=True, error_model="numpy")
-    def _lif_back_sparse(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, nchunk):
-        # batch rows are independent: nchunk ranges of rows, one per thread
-        B = gz.shape[1]
-        for ch in numba.prange(nchunk):
-            b0, b1 = chunk_range(ch, B, nchunk)
-            if b1 > b0:
-                _lif_back_rows(gz, sg, w_back, cv, cz, P, gI, beta, thr0, recurrent, b0, b1)
-
-
 def threads() -> int:
     """Threads of the compiled kernels: ``torch.get_num_threads()`` (capped by numba's pool)."""
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
@@ -332,25 +257,3 @@ def recurrent_grad(g_rec_t: torch.Tensor, zprev: torch.Tensor, g: torch.Tensor) 
         _rec_grad(*args, nt)
     else:
         _rec_grad_rows(*args, 0, g_rec_t.shape[0])
-
-
-def lif_backward_sparse(gz: torch.Tensor, sg: torch.Tensor, w_back: torch.Tensor | None,
-                        cv: torch.Tensor, cz: torch.Tensor, P: torch.Tensor, gI: torch.Tensor,
-                        beta: float, threshold: float) -> None:
-    """Reverse recursion of a LIF layer (subtract reset) over a block, ``[n, B, H]`` each:
-    ``gz`` gradient reaching the spikes from outside, ``sg`` surrogate derivative (zero
-    outside the active set), ``w_back [H, H] = W_rec - threshold I`` (None: no recurrence).
-    Carries ``cv`` (``beta dL/dv``), ``cz`` (``dL/dz`` of the step before) and ``P``
-    (``cv W_back``), ``[B, H]`` each, in place; writes ``gI = dL/dI``. The recurrent
-    product visits only the neurons whose ``gz * sg`` is nonzero."""
-    dt = gz.dtype
-    npdt = np.float32 if dt == torch.float32 else np.float64
-    wb = _np(w_back.contiguous()) if w_back is not None else np.empty((0, 0), dtype=npdt)
-    args = (_np(gz.contiguous()), _np(sg), wb, _np(cv), _np(cz), _np(P), _np(gI),
-            npdt(beta), npdt(threshold), w_back is not None)
-    B = gz.shape[1]
-    nt = min(threads(), B)
-    if nt > 1:
-        _lif_back_sparse(*args, nt)
-    else:  # one thread: the serial kernel, same arithmetic
-        _lif_back_rows(*args, 0, B)
