@@ -156,3 +156,14 @@ def test_input_scatter_accumulates_into_out(threads):
     one, many = _both(threads, run)
     assert torch.equal(one, many)
     assert torch.allclose(one.t(), g1.t() @ x1 + g2.t() @ x2, atol=1e-5)
+
+
+@pytest.mark.parametrize("H", [40, 37])  # 8-byte words of spikes, and a ragged tail
+def test_readout_current_threads(threads, H):
+    from spiketrain.models.snn.readout import spike_current
+    torch.manual_seed(6)
+    z = torch.rand(30, 5, H) < 0.1
+    w = torch.randn(7, H)
+    one, many = _both(threads, lambda: spike_current(z, w))
+    assert torch.equal(one, many)
+    assert torch.allclose(one, z.float() @ w.t(), atol=1e-5)
