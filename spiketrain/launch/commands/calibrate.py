@@ -16,6 +16,7 @@ import yaml
 from ..config import ConfigError, load_config
 
 REFERENCE_KINDS = ("softmax", "linear_gaincell")
+CALIBRATION_TOKENS = 16384   # the paper calibrates on one batch of 16 sequences of 1024 tokens
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,7 +45,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per batch (default trainer.batch_size)")
     p.add_argument("--calibration-batch", type=int, default=None,
-                   help="samples in the fixed calibration batch (default --batch-size)")
+                   help="samples in the fixed calibration batch (default: the samples that hold "
+                        f"--calibration-tokens, at least --batch-size)")
+    p.add_argument("--calibration-tokens", type=int, default=CALIBRATION_TOKENS,
+                   help="tokens in the calibration batch when --calibration-batch is not given "
+                        "(default %(default)s, the paper's 16 sequences of 1024)")
     p.add_argument("--max-iters", type=int, default=100, help="calibration iterations (100)")
     p.add_argument("--threshold", type=float, default=1e-4,
                    help="stop when every statistic is this close (1e-4)")
@@ -72,13 +77,14 @@ def adapt(model, train, test, task, *, kind: str = "gaincell", reference: str | 
           batch_size: int = 16, stats_batches: int = 16, max_iters: int = 100,
           threshold: float = 1e-4, eval_batches: int = 0, finetune_steps: int = 0,
           finetune_lr: float = 1e-3, strategy=None, seed: int = 0,
-          calibration_batch: int | None = None,
+          calibration_batch: int | None = None, calibration_tokens: int = CALIBRATION_TOKENS,
           log: Callable[[str], None] | None = print) -> dict:
     """The whole adaptation of a trained reference ``model`` (in place): perplexity of the
     reference, of the converted model before calibration, after calibration alone, and
     after ``finetune_steps`` of fine-tuning. Returns those numbers and the calibration
     report. ``train``/``test`` are datasets (``test`` None: perplexities on ``train``);
-    ``calibration_batch``: samples in the fixed calibration batch (default ``batch_size``)."""
+    ``calibration_batch``: samples in the fixed calibration batch (default: enough samples to
+    hold ``calibration_tokens``, at least ``batch_size``, at most the training set)."""
     import torch
 
     from ...data import SpikeLoader
@@ -104,8 +110,11 @@ def adapt(model, train, test, task, *, kind: str = "gaincell", reference: str | 
     xs = [task.split(b)[0].to(device) for b in itertools.islice(stats_loader, stats_batches)]
     t0 = time.perf_counter()
     targets = reference_stats(model, xs)
-    x_cal, y_cal = task.split(next(iter(SpikeLoader(train, calibration_batch or batch_size,
-                                                     shuffle=True, seed=seed + 1))))
+    if calibration_batch is None:
+        steps = xs[0].shape[0] if xs else task.split(next(iter(SpikeLoader(train, 1))))[0].shape[0]
+        calibration_batch = min(len(train), max(batch_size, math.ceil(calibration_tokens / steps)))
+    x_cal, y_cal = task.split(next(iter(SpikeLoader(train, calibration_batch, shuffle=True,
+                                                     seed=seed + 1))))
     x_cal, y_cal = x_cal.to(device), task.to(y_cal, device)
     model.set_attention(kind)
     out["ppl_converted"] = ppl()
@@ -195,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
                 finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr or cfg.trainer.lr,
                 strategy=cfg.strategy.build(), seed=cfg.trainer.seed,
                 calibration_batch=args.calibration_batch,
+                calibration_tokens=args.calibration_tokens,
                 log=None if args.quiet else print)
     out["source"] = str(args.source)
     out_dir = Path(args.out or Path("runs") / f"{cfg.stem}-calibrated-"
