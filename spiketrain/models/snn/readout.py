@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -61,26 +63,27 @@ def _scan_grad(go, kappa, gu):
 if numba is not None:
     @jit
     def _current_rows(z, zw, wt, u, r0, r1):
-        # u[r] += rows j of wt (ascending) where z[r, j]; zw: z's rows as 8-byte words
-        # (skips 8 silent neurons at a time), or empty
+        # u[r] += rows j of wt (ascending) where z[r, j]. zw: z's rows as little-endian 8-byte
+        # words (each byte 0 or 1), or empty; a word's set bytes are found with bit operations:
+        # b = x & -x isolates the lowest one, bit 8k of byte k, and (b * M) >> 56 = 7 - k
         H, C = z.shape[1], wt.shape[1]
-        H8 = zw.shape[1] * 8
+        Q = zw.shape[1]
+        M = np.uint64(0x0706050403020100)
         for r in range(r0, r1):
-            ur, zr = u[r], z[r]
-            if H8 > 0:
+            if Q > 0:
                 wr = zw[r]
-                for q in range(H8 // 8):
-                    if wr[q] != 0:
-                        for j in range(8 * q, 8 * q + 8):
-                            if zr[j]:
-                                wj = wt[j]
-                                for c in range(C):
-                                    ur[c] += wj[c]
-            for j in range(H8, H):
-                if zr[j]:
-                    wj = wt[j]
+                for q in range(Q):
+                    x = wr[q]
+                    while x != 0:
+                        b = x & (~x + np.uint64(1))
+                        j = 8 * q + 7 - np.int64((b * M) >> np.uint64(56))
+                        for c in range(C):
+                            u[r, c] += wt[j, c]
+                        x ^= b
+            for j in range(8 * Q, H):
+                if z[r, j]:
                     for c in range(C):
-                        ur[c] += wj[c]
+                        u[r, c] += wt[j, c]
 
     @jit(parallel=True)
     def _current(z, zw, wt, u, nchunk):
@@ -102,7 +105,8 @@ def spike_current(spikes: Tensor, w: Tensor) -> Tensor:
     from .lif_numba import threads
     u = torch.zeros(T, B, w.shape[0], dtype=w.dtype)
     z = _np(spikes.reshape(T * B, H).contiguous()).view(np.uint8)
-    zw = z.view(np.uint64) if H % 8 == 0 and z.size else np.empty((0, 0), dtype=np.uint64)
+    words = H % 8 == 0 and z.size and sys.byteorder == "little"
+    zw = z.view(np.uint64) if words else np.empty((0, 0), dtype=np.uint64)
     args = (z, zw, _np(w.detach().t().contiguous()), _np(u).reshape(T * B, -1))
     nt = min(threads(), max(T * B, 1))
     if nt > 1:
