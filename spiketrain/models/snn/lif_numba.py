@@ -25,6 +25,7 @@ rounding of the recurrent sum's order. Used for CPU tensors of float32/float64 w
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -177,24 +178,40 @@ if numba is not None:
                                thrs, sg, sgk, zs, b0, b1)
 
     @jit
-    def _rec_grad_rows(gT, zprev, g, j0, j1):
-        # rows j0:j1 of the accumulator, each element summed in (step, batch row) order
+    def _rec_grad_rows(gT, zprev, zw, g, j0, j1):
+        # rows j0:j1 of the accumulator, each element summed in (step, batch row) order.
+        # zw: zprev's rows as little-endian 8-byte words (j0, j1 multiples of 8), or empty;
+        # a word's spikes are found with bit operations (b = x & -x isolates the lowest set
+        # byte k, bit 8k, and (b * M) >> 56 = 7 - k), in ascending order
         n, B, H = g.shape
+        M = np.uint64(0x0706050403020100)
         for k in range(n):
             for b in range(B):
-                for j in range(j0, j1):
-                    if zprev[k, b, j]:
-                        for i in range(H):
-                            gT[j, i] += g[k, b, i]
+                if zw.shape[2] > 0:
+                    zr = zw[k, b]
+                    for q in range(j0 // 8, j1 // 8):
+                        x = zr[q]
+                        while x != 0:
+                            lo = x & (~x + np.uint64(1))
+                            j = 8 * q + 7 - np.int64((lo * M) >> np.uint64(56))
+                            for i in range(H):
+                                gT[j, i] += g[k, b, i]
+                            x ^= lo
+                else:
+                    for j in range(j0, j1):
+                        if zprev[k, b, j]:
+                            for i in range(H):
+                                gT[j, i] += g[k, b, i]
 
     @jit(parallel=True)
-    def _rec_grad(gT, zprev, g, nchunk):
-        # nchunk ranges of accumulator rows, one per thread
+    def _rec_grad(gT, zprev, zw, g, nchunk):
+        # nchunk ranges of accumulator rows (of whole 8-byte words if zw is given), one per thread
         J = zprev.shape[2]
+        W = 8 if zw.shape[2] > 0 else 1
         for ch in numba.prange(nchunk):
-            j0, j1 = chunk_range(ch, J, nchunk)
+            j0, j1 = chunk_range(ch, J // W, nchunk)
             if j1 > j0:
-                _rec_grad_rows(gT, zprev, g, j0, j1)
+                _rec_grad_rows(gT, zprev, zw, g, W * j0, W * j1)
 
 def threads() -> int:
     """Threads of the compiled kernels: ``torch.get_num_threads()`` (capped by numba's pool)."""
@@ -251,8 +268,12 @@ def recurrent_grad(g_rec_t: torch.Tensor, zprev: torch.Tensor, g: torch.Tensor) 
     ``[n, B, H]``, ``g [n, B, C]``, ``g_rec_t [H, C]`` (any ``C``: the readout uses it too).
     Rows of the accumulator run in parallel, each summed in the one-thread order."""
     zb = zprev if zprev.dtype == torch.bool else zprev != 0
-    args = (_np(g_rec_t), _np(zb.contiguous()), _np(g.contiguous()))
-    nt = min(threads(), g_rec_t.shape[0])
+    zn = _np(zb.contiguous())
+    J = zn.shape[2]
+    words = J % 8 == 0 and zn.size > 0 and sys.byteorder == "little"
+    zw = zn.view(np.uint64) if words else np.empty((0, 0, 0), dtype=np.uint64)
+    args = (_np(g_rec_t), zn, zw, _np(g.contiguous()))
+    nt = min(threads(), J // 8 if words else J)
     if nt > 1:
         _rec_grad(*args, nt)
     else:
