@@ -69,13 +69,13 @@ if numba is not None:
         # measured slower: it reads and writes every output row once per active neuron.)
         n, B, H = gz.shape
         zero = beta - beta
-        jb = np.empty(H, dtype=np.int64)  # shared neurons and the two rows' values
-        va = np.empty(H, dtype=gz.dtype)
-        vb = np.empty(H, dtype=gz.dtype)
-        ja = np.empty(H, dtype=np.int64)  # neurons of one row only
-        ua = np.empty(H, dtype=gz.dtype)
-        jo = np.empty(H, dtype=np.int64)
-        uo = np.empty(H, dtype=gz.dtype)
+        jb = np.empty(H + 1, dtype=np.int64)  # shared neurons and the two rows' values
+        va = np.empty(H + 1, dtype=gz.dtype)
+        vb = np.empty(H + 1, dtype=gz.dtype)
+        ja = np.empty(H + 1, dtype=np.int64)  # neurons of one row only
+        ua = np.empty(H + 1, dtype=gz.dtype)
+        jo = np.empty(H + 1, dtype=np.int64)
+        uo = np.empty(H + 1, dtype=gz.dtype)
         gzs = np.empty((2, H), dtype=gz.dtype)
         for k in range(n - 1, -1, -1):
             for r0 in range(b0, b1, 2):
@@ -113,21 +113,19 @@ if numba is not None:
                 else:
                     mb = ma = mo = 0
                     g0, g1 = gzs[0], gzs[1]
-                    for j in range(H):
+                    for j in range(H):  # branch-free: the three lists' slots written always
                         x, y = g0[j], g1[j]
-                        if x != zero and y != zero:
-                            jb[mb] = j
-                            va[mb] = x
-                            vb[mb] = y
-                            mb += 1
-                        elif x != zero:
-                            ja[ma] = j
-                            ua[ma] = x
-                            ma += 1
-                        elif y != zero:
-                            jo[mo] = j
-                            uo[mo] = y
-                            mo += 1
+                        fx, fy = x != zero, y != zero
+                        jb[mb] = j
+                        va[mb] = x
+                        vb[mb] = y
+                        mb += fx & fy
+                        ja[ma] = j
+                        ua[ma] = x
+                        ma += fx & (not fy)
+                        jo[mo] = j
+                        uo[mo] = y
+                        mo += fy & (not fx)
                     _add_rows2(cz[r0], cz[r0 + 1], w_back, jb, va, vb, mb)
                     _add_rows(cz[r0], w_back, ja, ua, ma)
                     _add_rows(cz[r0 + 1], w_back, jo, uo, mo)
