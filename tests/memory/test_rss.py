@@ -41,7 +41,9 @@ def growth():
 def test_eprop_peak_is_flat_in_T_where_bptt_grows(growth):
     bptt = growth[("bptt", 8000)] - growth[("bptt", 500)]
     eprop = growth[("eprop", 8000)] - growth[("eprop", 500)]
-    assert bptt > 20 * MiB, growth            # the measurement sees per-step memory
+    # the measurement sees per-step memory: BPTT keeps at least its bool spikes, T B H bytes
+    # (7.3 MiB more at T = 8000 than at 500), plus the replay's block states
+    assert bptt > 8 * MiB, growth
     assert eprop < 4 * MiB, growth            # e-prop: none of it
 
 
