@@ -11,19 +11,14 @@ import torch
 from spiketrain.data import (DataConfig, SHDDataset, SpikeLoader, bin_spikes, build_datasets,
                              synthetic_params)
 
+from .test_shd import _write_shd
+
 TIMES = [0.0, 0.0099, 0.01, 0.031, 0.039, 0.049, 0.05, 0.2]
 UNITS = [0, 1, 1, 2, 2, 3, 3, 3]
 
 
 def _write(path, times, units, labels):
-    with h5py.File(path, "w") as f:
-        g = f.create_group("spikes")
-        t = g.create_dataset("times", (len(times),), dtype=h5py.vlen_dtype(np.float32))
-        u = g.create_dataset("units", (len(units),), dtype=h5py.vlen_dtype(np.uint16))
-        for i, (ti, ui) in enumerate(zip(times, units)):
-            t[i] = np.asarray(ti, np.float32)
-            u[i] = np.asarray(ui, np.uint16)
-        f.create_dataset("labels", data=np.asarray(labels, np.uint8))
+    _write_shd(path, times, units, labels)
     return path
 
 
