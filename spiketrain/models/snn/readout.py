@@ -3,10 +3,8 @@
 - :func:`leaky_update`: the one step, used by ``RSNN.step`` and every eager loop;
 - :func:`leaky_scan` / :func:`leaky_scan_grad`: the recursion over a chunk (compiled on CPU,
   else a loop over :func:`leaky_update`), used by the fused readout and by e-prop;
-- :func:`leaky_readout`: one autograd node over a chunk that keeps the binary input spikes
-  only in their store (shared with the layer that made them);
 - :func:`spike_current` / :func:`readout_grads`: the readout's forward current from binary
-  spikes and its backward, also used by a fused layer that runs the readout in its own node
+  spikes and its backward, run by the last fused layer inside its own autograd node
   (:mod:`.fused`: no float copy of the spikes and no ``[T, B, H]`` gradient in between);
 - :class:`TimeReduce` / :func:`reduce_outputs`: ``outputs [T, B, C] -> logits [B, C]`` by
   max / sum / mean / last, also chunk by chunk (online strategies).
@@ -170,33 +168,6 @@ def leaky_scan_grad(go: Tensor, kappa: float) -> Tensor:
         gu[t] = go[t] if c is None else go[t] + c
         c = kappa * gu[t]
     return gu
-
-
-class _LeakyReadout(torch.autograd.Function):
-    """``o_t = kappa o_{t-1} + z_t W^T + b`` over a chunk; keeps ``z`` only in binary form."""
-
-    @staticmethod
-    def forward(ctx, z_all, w, b, o0, kappa: float, st, shape, storage):
-        outs = leaky_scan(z_all @ w.t(), o0, kappa, b)
-        ctx.kappa, ctx.shape, ctx.storage = kappa, shape, storage
-        ctx.save_for_backward(w, st)
-        return outs
-
-    @staticmethod
-    def backward(ctx, go):
-        w, st = ctx.saved_tensors
-        store = SpikeStore.wrap(st, ctx.shape, ctx.storage)
-        gu, gw, gb, c = readout_grads(go, store, w, ctx.kappa, ctx.needs_input_grad[1],
-                                      ctx.needs_input_grad[2])
-        gz = gu @ w if ctx.needs_input_grad[0] else None
-        return gz, gw, gb, c, None, None, None, None
-
-
-def leaky_readout(z_all: Tensor, store: SpikeStore, w: Tensor, b: Tensor, o0: Tensor,
-                  kappa: float) -> Tensor:
-    """Leaky readout over a chunk in one autograd node: ``z_all [T, B, H] -> o [T, B, C]``
-    with ``o_t = kappa o_{t-1} + z_t W^T + b``; ``store`` holds ``z_all`` in binary form."""
-    return _LeakyReadout.apply(z_all, w, b, o0, kappa, store.tensor, store.shape, store.storage)
 
 
 class TimeReduce:
