@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import threading
 
 import numpy as np
@@ -76,6 +77,25 @@ def chunk_range(ch, n, nchunk):
     lo = ch * width
     return lo, min(n, lo + width)
 
+
+
+@jit(inline="always")
+def lowest_set_byte(x):
+    """``(k, rest)`` for a nonzero uint64 word ``x`` of 0/1 bytes read little-endian: ``k``
+    (0-7) the lowest byte that is 1, ``rest`` the word without it. ``x & -x`` isolates bit
+    ``8k``, and multiplying by 0x0706050403020100 puts ``7 - k`` in the top byte."""
+    b = x & (~x + np.uint64(1))
+    return 7 - np.int64((b * np.uint64(0x0706050403020100)) >> np.uint64(56)), x ^ b
+
+
+def byte_words(a: np.ndarray) -> np.ndarray:
+    """``a`` (bool/uint8, C-contiguous) as uint64 words of 8 bytes along its last axis, for
+    :func:`lowest_set_byte` scans; an empty array of the same rank where that view does not
+    exist (last axis not a multiple of 8, empty, big-endian): the kernel scans bytes then."""
+    a = a.view(np.uint8)
+    if a.size and a.shape[-1] % 8 == 0 and sys.byteorder == "little":
+        return a.view(np.uint64)
+    return np.empty((0,) * a.ndim, dtype=np.uint64)
 
 
 # buffers at least this large come from (and go back to) the pool of kernel_buffer

@@ -25,13 +25,12 @@ rounding of the recurrent sum's order. Used for CPU tensors of float32/float64 w
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import torch
 
 from ...hardware.compiled import as_numpy as _np
-from ...hardware.compiled import chunk_range, jit, numba
+from ...hardware.compiled import byte_words, chunk_range, jit, lowest_set_byte, numba
 
 # surrogate kinds of the compiled e-prop kernel (see .surrogates for the formulas)
 SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
@@ -180,11 +179,9 @@ if numba is not None:
     @jit
     def _rec_grad_rows(gT, zprev, zw, g, j0, j1):
         # rows j0:j1 of the accumulator, each element summed in (step, batch row) order.
-        # zw: zprev's rows as little-endian 8-byte words (j0, j1 multiples of 8), or empty;
-        # a word's spikes are found with bit operations (b = x & -x isolates the lowest set
-        # byte k, bit 8k, and (b * M) >> 56 = 7 - k), in ascending order
+        # zw: zprev's rows as 8-byte words (hardware.compiled.byte_words; j0, j1 multiples
+        # of 8), or empty: then the bytes are scanned one by one
         n, B, H = g.shape
-        M = np.uint64(0x0706050403020100)
         for k in range(n):
             for b in range(B):
                 if zw.shape[2] > 0:
@@ -192,11 +189,10 @@ if numba is not None:
                     for q in range(j0 // 8, j1 // 8):
                         x = zr[q]
                         while x != 0:
-                            lo = x & (~x + np.uint64(1))
-                            j = 8 * q + 7 - np.int64((lo * M) >> np.uint64(56))
+                            kb, x = lowest_set_byte(x)
+                            j = 8 * q + kb
                             for i in range(H):
                                 gT[j, i] += g[k, b, i]
-                            x ^= lo
                 else:
                     for j in range(j0, j1):
                         if zprev[k, b, j]:
@@ -270,8 +266,8 @@ def recurrent_grad(g_rec_t: torch.Tensor, zprev: torch.Tensor, g: torch.Tensor) 
     zb = zprev if zprev.dtype == torch.bool else zprev != 0
     zn = _np(zb.contiguous())
     J = zn.shape[2]
-    words = J % 8 == 0 and zn.size > 0 and sys.byteorder == "little"
-    zw = zn.view(np.uint64) if words else np.empty((0, 0, 0), dtype=np.uint64)
+    zw = byte_words(zn)
+    words = zw.size > 0
     args = (_np(g_rec_t), zn, zw, _np(g.contiguous()))
     nt = min(threads(), J // 8 if words else J)
     if nt > 1:

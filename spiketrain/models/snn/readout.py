@@ -11,15 +11,13 @@
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from ...hardware.bits import SpikeStore
 from ...hardware.compiled import as_numpy as _np
-from ...hardware.compiled import available, chunk_range, jit, numba
+from ...hardware.compiled import available, byte_words, chunk_range, jit, lowest_set_byte, numba
 
 READOUTS = ("max", "sum", "mean", "last")
 
@@ -61,23 +59,20 @@ def _scan_grad(go, kappa, gu):
 if numba is not None:
     @jit
     def _current_rows(z, zw, wt, u, r0, r1):
-        # u[r] += rows j of wt (ascending) where z[r, j]. zw: z's rows as little-endian 8-byte
-        # words (each byte 0 or 1), or empty; a word's set bytes are found with bit operations:
-        # b = x & -x isolates the lowest one, bit 8k of byte k, and (b * M) >> 56 = 7 - k
+        # u[r] += rows j of wt (ascending) where z[r, j]. zw: z's rows as 8-byte words
+        # (hardware.compiled.byte_words), or empty: then the bytes are scanned one by one
         H, C = z.shape[1], wt.shape[1]
         Q = zw.shape[1]
-        M = np.uint64(0x0706050403020100)
         for r in range(r0, r1):
             if Q > 0:
                 wr = zw[r]
                 for q in range(Q):
                     x = wr[q]
                     while x != 0:
-                        b = x & (~x + np.uint64(1))
-                        j = 8 * q + 7 - np.int64((b * M) >> np.uint64(56))
+                        k, x = lowest_set_byte(x)
+                        j = 8 * q + k
                         for c in range(C):
                             u[r, c] += wt[j, c]
-                        x ^= b
             for j in range(8 * Q, H):
                 if z[r, j]:
                     for c in range(C):
@@ -103,8 +98,7 @@ def spike_current(spikes: Tensor, w: Tensor) -> Tensor:
     from .lif_numba import threads
     u = torch.zeros(T, B, w.shape[0], dtype=w.dtype)
     z = _np(spikes.reshape(T * B, H).contiguous()).view(np.uint8)
-    words = H % 8 == 0 and z.size and sys.byteorder == "little"
-    zw = z.view(np.uint64) if words else np.empty((0, 0), dtype=np.uint64)
+    zw = byte_words(z)
     args = (z, zw, _np(w.detach().t().contiguous()), _np(u).reshape(T * B, -1))
     nt = min(threads(), max(T * B, 1))
     if nt > 1:
