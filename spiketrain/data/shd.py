@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..hardware.spikes import SparseSpikes
+from .config import BINNINGS
 
 # A spike within this fraction of a step below a step edge counts into the next step: spike
 # times written on a grid of dt (k * dt in float32/float64) must not fall one step short.
@@ -40,9 +41,6 @@ def unique_keys(keys: np.ndarray, size: int) -> np.ndarray:
         return np.flatnonzero(seen)
     a = np.sort(keys)
     return a[np.concatenate(([True], a[1:] != a[:-1]))] if a.size else a
-
-
-BINNINGS = ("binary", "count")
 
 
 def bin_spikes(times, units, T: int, dt: float, n_in: int, count: bool = False) -> np.ndarray:
