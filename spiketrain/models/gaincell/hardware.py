@@ -107,29 +107,26 @@ def linear_array_sums(q: Tensor, k: Tensor, v: Tensor, factors: tuple[Tensor, Te
     return _tiled(m1.mul_(f1).clamp_(0.0, 1.0).mul_(f2), vc, array)   # same values
 
 
-def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool,
-           factor: Tensor | None = None) -> Tensor:
+def scores(q: Tensor, k: Tensor, decay: Tensor, mask: Tensor, nonlinear: bool) -> Tensor:
     """First product ``S [..., n, N]`` from pulses ``q [..., n, d]`` and stored keys
     ``k [..., N, d]``; ``decay``/``mask`` ``[n, N]`` (mask False -> score 0).
 
-    Linear: eq. 1 (``factor``: :func:`linear_factor` of ``decay, mask`` if the caller keeps
-    it). Nonlinear: eq. 4 summed over the head dimension, with the decay's i-th power on the
-    i-th power of ``(k - 0.45)`` and the eq. 1 gradient.
+    Linear: eq. 1 (the model itself runs :func:`linear_array_sums`). Nonlinear: eq. 4 summed
+    over the head dimension, with the decay's i-th power on the i-th power of ``(k - 0.45)``
+    and the eq. 1 gradient.
     """
     kc = k - OFFSET
     m1 = q @ kc.transpose(-1, -2)
     if not nonlinear:
-        return m1 * (linear_factor(decay, mask) if factor is None else factor)
+        return m1 * linear_factor(decay, mask)
     lin = AMP * m1 * decay
-    if nonlinear:
-        c = power_weights()
-        kp = torch.stack([kc * kc, kc * kc * kc], -3)               # [..., 2, N, d]
-        m23 = q.unsqueeze(-3) @ kp.transpose(-1, -2)                 # [..., 2, n, N]
-        d2 = decay * decay
-        s = (c[0] * q.sum(-1, keepdim=True) + c[1] * m1 * decay
-             + c[2] * m23.select(-3, 0) * d2 + c[3] * m23.select(-3, 1) * (d2 * decay))
-        lin = surrogate(s, lin)
-    return torch.where(mask, lin, lin.new_zeros(()))
+    c = power_weights()
+    kp = torch.stack([kc * kc, kc * kc * kc], -3)               # [..., 2, N, d]
+    m23 = q.unsqueeze(-3) @ kp.transpose(-1, -2)                 # [..., 2, n, N]
+    d2 = decay * decay
+    s = (c[0] * q.sum(-1, keepdim=True) + c[1] * m1 * decay
+         + c[2] * m23.select(-3, 0) * d2 + c[3] * m23.select(-3, 1) * (d2 * decay))
+    return torch.where(mask, surrogate(s, lin), lin.new_zeros(()))
 
 
 def _tiled(p: Tensor, v: Tensor, array: int) -> Tensor:
