@@ -79,6 +79,26 @@ def chunk_range(ch, n, nchunk):
 
 
 
+@jit(fastmath={"contract"})
+def add_rows(c, w, jl, vl, m):
+    """``c += sum_e vl[e] w[jl[e]]`` for ``e = 0 .. m-1``, in that order for every element of
+    ``c [H]`` (rows ``jl`` of ``w [*, H]``, weights ``vl``), four rows of ``w`` per pass over
+    ``c``, each product fused into its add (an FMA: a weight of 1 adds ``w`` exactly, so
+    binary spikes give the bits of plain additions)."""
+    H = c.shape[0]
+    m4 = m - m % 4
+    for e in range(0, m4, 4):
+        g0, g1, g2, g3 = vl[e], vl[e + 1], vl[e + 2], vl[e + 3]
+        w0, w1, w2, w3 = w[jl[e]], w[jl[e + 1]], w[jl[e + 2]], w[jl[e + 3]]
+        for i in range(H):
+            c[i] = (((c[i] + g0 * w0[i]) + g1 * w1[i]) + g2 * w2[i]) + g3 * w3[i]
+    for e in range(m4, m):
+        g0 = vl[e]
+        w0 = w[jl[e]]
+        for i in range(H):
+            c[i] += g0 * w0[i]
+
+
 @jit(inline="always")
 def lowest_set_byte(x):
     """``(k, rest)`` for a nonzero uint64 word ``x`` of 0/1 bytes read little-endian: ``k``

@@ -30,36 +30,13 @@ import numpy as np
 import torch
 
 from ...hardware.compiled import as_numpy as _np
-from ...hardware.compiled import byte_words, chunk_range, jit, lowest_set_byte, numba
+from ...hardware.compiled import add_rows, byte_words, chunk_range, jit, lowest_set_byte, numba
 
 # surrogate kinds of the compiled e-prop kernel (see .surrogates for the formulas)
 SURROGATES = {"fast_sigmoid": 0, "superspike": 1, "atan": 2, "triangle": 3}
 
 
 if numba is not None:
-    @jit
-    def _sum_rows(c, w, jl, vl, m):
-        # c += sum_e vl[e] w[jl[e]] over e = 0 .. m-1, in that order for every element, as
-        # separate multiply and add (no FMA: a value of 1 adds w exactly, so binary spikes
-        # give the bits of plain additions); four rows of w per pass over c
-        H = c.shape[0]
-        one = vl[0] - vl[0] + 1 if m > 0 else c[0]
-        m4 = m - m % 4
-        for e in range(0, m4, 4):
-            g0, g1, g2, g3 = vl[e], vl[e + 1], vl[e + 2], vl[e + 3]
-            w0, w1, w2, w3 = w[jl[e]], w[jl[e + 1]], w[jl[e + 2]], w[jl[e + 3]]
-            if g0 == one and g1 == one and g2 == one and g3 == one:
-                for i in range(H):
-                    c[i] = (((c[i] + w0[i]) + w1[i]) + w2[i]) + w3[i]
-            else:
-                for i in range(H):
-                    c[i] = (((c[i] + g0 * w0[i]) + g1 * w1[i]) + g2 * w2[i]) + g3 * w3[i]
-        for e in range(m4, m):
-            g0 = vl[e]
-            w0 = w[jl[e]]
-            for i in range(H):
-                c[i] += g0 * w0[i]
-
     # error_model="numpy": IEEE division (no Python zero-divisor check, which kept the
     # surrogate loops from vectorising); the divisors here are never zero
     @jit(error_model="numpy")
@@ -100,7 +77,7 @@ if numba is not None:
                             jl[m] = j
                             vl[m] = zr[j]
                             m += 1
-                    _sum_rows(rr, wt, jl, vl, m)
+                    add_rows(rr, wt, jl, vl, m)
             if alif:
                 for i in range(M):
                     a1[i] = rho * a1[i] + z1[i]

@@ -11,27 +11,10 @@ import numpy as np
 import torch
 
 from ...hardware.compiled import as_numpy as _np
-from ...hardware.compiled import chunk_range, jit, numba
+from ...hardware.compiled import add_rows, chunk_range, jit, numba
 from .lif_numba import threads
 
 if numba is not None:
-    @jit(fastmath={"contract"})
-    def _add_rows(c, w, jl, vl, m):
-        # c += sum_e vl[e] w[jl[e]] over e = 0 .. m-1, in that order for every element (four
-        # rows of w per pass over c: one load and store of c per four products)
-        H = c.shape[0]
-        m4 = m - m % 4
-        for e in range(0, m4, 4):
-            g0, g1, g2, g3 = vl[e], vl[e + 1], vl[e + 2], vl[e + 3]
-            w0, w1, w2, w3 = w[jl[e]], w[jl[e + 1]], w[jl[e + 2]], w[jl[e + 3]]
-            for i in range(H):
-                c[i] = (((c[i] + g0 * w0[i]) + g1 * w1[i]) + g2 * w2[i]) + g3 * w3[i]
-        for e in range(m4, m):
-            g0 = vl[e]
-            w0 = w[jl[e]]
-            for i in range(H):
-                c[i] += g0 * w0[i]
-
     @jit(fastmath={"contract"})
     def _add_rows2(c1, c2, w, jl, v1, v2, m):
         # c1 += sum_e v1[e] w[jl[e]] and c2 += sum_e v2[e] w[jl[e]] (e = 0 .. m-1, in order):
@@ -63,8 +46,8 @@ if numba is not None:
         # P is carried between calls; inside a call P_t = beta cz_t is recomputed in place.
         # Rows go in pairs (2p, 2p + 1): the neurons active in both rows first (each of their
         # rows of W_back read once for the two, :func:`_add_rows2`), then each row's own
-        # (:func:`_add_rows`), ascending, products fused into FMAs. The pairs are fixed by the
-        # row index, so any split of pairs over threads gives the same bits.
+        # (``hardware.compiled.add_rows``), ascending, products fused into FMAs. The pairs are
+        # fixed by the row index, so any split of pairs over threads gives the same bits.
         # (A neuron-major product, each active row of W_back read once for all the rows, was
         # measured slower: it reads and writes every output row once per active neuron.)
         n, B, H = gz.shape
@@ -109,7 +92,7 @@ if numba is not None:
                             ja[m] = j
                             ua[m] = g0[j]
                             m += 1
-                    _add_rows(cz[r0], w_back, ja, ua, m)
+                    add_rows(cz[r0], w_back, ja, ua, m)
                 else:
                     mb = ma = mo = 0
                     g0, g1 = gzs[0], gzs[1]
@@ -127,8 +110,8 @@ if numba is not None:
                         uo[mo] = y
                         mo += fy & (not fx)
                     _add_rows2(cz[r0], cz[r0 + 1], w_back, jb, va, vb, mb)
-                    _add_rows(cz[r0], w_back, ja, ua, ma)
-                    _add_rows(cz[r0 + 1], w_back, jo, uo, mo)
+                    add_rows(cz[r0], w_back, ja, ua, ma)
+                    add_rows(cz[r0 + 1], w_back, jo, uo, mo)
                 if k == 0:
                     for r in range(r0, r1):
                         Pb, czb = P[r], cz[r]
